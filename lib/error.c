@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* error.c: the library version, ug_strerror() from the one error list, detail messages. */
+#include <stdio.h>
+
+#include "common.h"
+
+UG_EXPORT const char *ug_version(void)
+{
+	return PACKAGE_VERSION;
+}
+
+UG_EXPORT const char *ug_strerror(int code)
+{
+	switch (code) {
+	case UG_OK:
+		return "success";
+#define UG_ERRNO_CASE_(name, value, text) case (value): return text;
+	UG_ERRNO_MAP(UG_ERRNO_CASE_)
+#undef UG_ERRNO_CASE_
+	default:
+		return "unknown error code";
+	}
+}
+
+int ug_errmsg_set(char *buf, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, UG_ERRMSG_SIZE, fmt, ap);
+	va_end(ap);
+	return code;
+}
