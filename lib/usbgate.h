@@ -227,6 +227,56 @@ int ug_usbredir_encode(uint32_t negotiated_caps, const struct ug_usbredir_packet
 
 /* ---- device bridge, emulated device, transports -------------------------- */
 
+/*
+ * A transport is one bidirectional usbredir byte stream: a TCP or unix
+ * socket, or one SPICE usbredir channel. Endpoints (the device bridge, the
+ * emulated device, the replayed guest, a proxy leg) send bytes into it and get
+ * the peer's bytes from its data callback, whatever carries them. Transports
+ * run on the thread-default GLib main context of the thread that made them;
+ * callbacks are invoked from that context, never from inside
+ * ug_transport_send().
+ */
+typedef struct ug_transport ug_transport;
+
+/* Bytes from the peer; data is valid only during the call. */
+typedef void (*ug_transport_data_fn)(ug_transport *t, const uint8_t *data, size_t len,
+                                     void *user_data);
+/* The stream ended: error is 0 for an orderly close by the peer, else a
+ * UG_E_* code; message names the place ("tcp 127.0.0.1:4000: connection reset
+ * by peer"). No callback follows this one. */
+typedef void (*ug_transport_closed_fn)(ug_transport *t, int error, const char *message,
+                                       void *user_data);
+
+void ug_transport_set_callbacks(ug_transport *t, ug_transport_data_fn on_data,
+                                ug_transport_closed_fn on_closed, void *user_data);
+
+/* Queues len bytes for the peer, in order. Returns 0, UG_E_CLOSED, or
+ * UG_E_TOOBIG when the queue would exceed its limit (nothing is queued then). */
+int ug_transport_send(ug_transport *t, const void *data, size_t len);
+
+/* Bytes queued and not yet handed to the kernel (or the SPICE layer). */
+size_t ug_transport_pending(const ug_transport *t);
+
+/* Limit on pending bytes (default UG_TRANSPORT_DEFAULT_MAX_PENDING). */
+void ug_transport_set_max_pending(ug_transport *t, size_t max);
+#define UG_TRANSPORT_DEFAULT_MAX_PENDING (64u * 1024u * 1024u)
+
+/* Flow control: while paused, no data callback is made and the transport
+ * stops reading, so the peer's sends back up into its own buffers. */
+void ug_transport_pause(ug_transport *t, int paused);
+
+/* A one-line description for messages ("tcp 127.0.0.1:4000 from
+ * 127.0.0.1:51234", "spice usbredir channel 1"); owned by t. */
+const char *ug_transport_describe(const ug_transport *t);
+
+/* Closes the stream after flushing what is queued (best effort); no
+ * callback is made after this returns. */
+void ug_transport_close(ug_transport *t);
+
+/* Closes (if open) and frees. Accepts NULL. */
+void ug_transport_free(ug_transport *t);
+
+
 /* ---- end of areas -------------------------------------------------------- */
 
 #ifdef __cplusplus
