@@ -95,8 +95,9 @@ enum ug_dir {
 	UG_DIR_H2G = 1, /* host -> guest: written by the usb-host */
 };
 
-/* Default packet size limit: the same as libusbredirparser's. */
-#define UG_USBREDIR_DEFAULT_MAX_PACKET (128u * 1024u * 1024u)
+/* Default packet size limit: the same as libusbredirparser's (a 128 MiB bulk
+ * transfer plus 1 KiB for headers), so that every packet it accepts is accepted. */
+#define UG_USBREDIR_DEFAULT_MAX_PACKET (128u * 1024u * 1024u + 1024u)
 /* How many capability words of a hello are kept (the rest are counted). */
 #define UG_USBREDIR_MAX_CAP_WORDS 8
 
@@ -194,6 +195,11 @@ int ug_usbredir_session_feed(ug_usbredir_session *s, enum ug_dir dir,
  * and decoding goes on with the next call. After UG_E_TOOBIG the body is
  * discarded as it arrives, without buffering, and decoding resumes after it.
  * The detail of the last error is in ug_usbredir_session_errmsg().
+ *
+ * A direction's packets after its hello can only be decoded once the other
+ * direction's hello was decoded (or the caps were set): until then next()
+ * holds the fed bytes (at most one maximal packet, else UG_E_STATE for good)
+ * and returns 0. Poll both directions after decoding a hello.
  */
 int ug_usbredir_session_next(ug_usbredir_session *s, enum ug_dir dir,
                              struct ug_usbredir_packet *ret_pkt);
