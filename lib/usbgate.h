@@ -227,6 +227,289 @@ int ug_usbredir_encode(uint32_t negotiated_caps, const struct ug_usbredir_packet
 
 /* ---- transfer tracker, usbmon mapping, pcap writer, renderers ------------ */
 
+/*
+ * Transfer tracker: turns one usbredir session (one device connection at a
+ * time) into USB transfers. It pairs each guest request with the host's
+ * answer by id (a 32- or 64-bit id, as the packets carry it), turns host-pushed
+ * stream data (interrupt receiving, iso streams, buffered bulk receiving) into
+ * transfers of their own, and turns set/get_configuration and
+ * set/get_alt_setting into the control transfers the guest's stack made.
+ *
+ * Push one decoded packet, with the caller's timestamp, then take the events
+ * it produced:
+ *	ug_tracker_push(t, &pkt, ts_ns);
+ *	while (ug_tracker_next(t, &ev) == 1)
+ *		consume(&ev);
+ * An event's data pointer points into the pushed packet's data: it is valid
+ * as long as that packet view is (until the next ug_tracker_push() at the
+ * latest). Everything else in an event is a copy.
+ *
+ * Bounds: at most max_outstanding requests wait for an answer (default
+ * UG_TRACKER_DEFAULT_MAX_OUTSTANDING); one more drops the oldest, which is
+ * reported as UG_TRANSFER_ABANDON with reason UG_ABANDON_LIMIT. A request that
+ * reuses the id of one still outstanding abandons the older one
+ * (UG_ABANDON_ID_REUSED). The event queue holds at most max_outstanding + 8
+ * events.
+ */
+typedef struct ug_tracker ug_tracker;
+
+#define UG_TRACKER_DEFAULT_MAX_OUTSTANDING 4096u
+
+/* USB transfer types, numbered as usbmon numbers them. */
+enum ug_xfer_type {
+	UG_XFER_ISO = 0,
+	UG_XFER_INTERRUPT = 1,
+	UG_XFER_CONTROL = 2,
+	UG_XFER_BULK = 3,
+};
+
+enum ug_transfer_event_kind {
+	UG_TRANSFER_SUBMIT = 1,   /* a request went to the device */
+	UG_TRANSFER_COMPLETE = 2, /* its answer came back (status, data) */
+	UG_TRANSFER_ABANDON = 3,  /* no answer will come; reason says why */
+	UG_TRANSFER_NOTICE = 4,   /* an anomaly in the session; note says what */
+};
+
+/* Where a transfer comes from. */
+enum ug_transfer_origin {
+	UG_ORIGIN_REQUEST = 0,    /* a data packet the guest sent */
+	UG_ORIGIN_STREAM = 1,     /* data the host pushed (receiving, iso stream) */
+	UG_ORIGIN_SET_CONFIGURATION = 2, /* synthesized: SET_CONFIGURATION */
+	UG_ORIGIN_GET_CONFIGURATION = 3, /* synthesized: GET_CONFIGURATION */
+	UG_ORIGIN_SET_ALT_SETTING = 4,   /* synthesized: SET_INTERFACE */
+	UG_ORIGIN_GET_ALT_SETTING = 5,   /* synthesized: GET_INTERFACE */
+};
+
+enum ug_abandon_reason {
+	UG_ABANDON_NONE = 0,
+	UG_ABANDON_DISCONNECT = 1, /* the device went away (or the session ended) */
+	UG_ABANDON_LIMIT = 2,      /* dropped: too many outstanding requests */
+	UG_ABANDON_ID_REUSED = 3,  /* the guest reused its id while outstanding */
+};
+
+/* One transfer as the tracker knows it; the same on submit and completion. */
+struct ug_transfer {
+	uint64_t serial;        /* unique within the tracker, never reused */
+	uint64_t id;            /* the usbredir id (guest's, or host's for streams) */
+	uint32_t packet_type;   /* usb_redir_* type of the request packet */
+	uint8_t origin;         /* enum ug_transfer_origin */
+	uint8_t xfer_type;      /* enum ug_xfer_type */
+	uint8_t endpoint;       /* endpoint address, 0x80 set for IN */
+	uint8_t has_setup;      /* 1 for control transfers */
+	uint8_t setup[8];       /* the setup packet as on the USB wire */
+	uint8_t interval;       /* bInterval from ep_info (interrupt, iso) */
+	uint32_t stream_id;     /* bulk stream id (bulk, buffered bulk) */
+	uint32_t req_length;    /* bytes asked for (IN) or sent (OUT) */
+	uint64_t submit_ts_ns;
+	uint32_t connection;    /* device connection number in this session, from 1 */
+};
+
+struct ug_transfer_event {
+	enum ug_transfer_event_kind kind;
+	struct ug_transfer xfer;
+	uint64_t ts_ns;         /* the caller's timestamp of the packet behind it */
+	uint8_t status;         /* usbredir status (COMPLETE) */
+	uint32_t actual_length; /* COMPLETE: bytes transferred */
+	const uint8_t *data;    /* OUT data on SUBMIT, IN data on COMPLETE, else NULL */
+	uint32_t data_len;
+	enum ug_abandon_reason reason; /* ABANDON */
+	const char *note;       /* NOTICE (and ABANDON): static or tracker-owned text,
+	                         * valid until the next ug_tracker_push() */
+};
+
+ug_tracker *ug_tracker_new(void);
+void ug_tracker_free(ug_tracker *t);
+
+/* Limit on outstanding requests (>= 1). */
+int ug_tracker_set_max_outstanding(ug_tracker *t, uint32_t max);
+
+/*
+ * Account one packet seen at ts_ns. Returns 0 (events may be queued) or
+ * UG_E_INVAL for a NULL packet. Unknown packets produce no event. The packet
+ * view must stay valid while its events are taken.
+ */
+int ug_tracker_push(ug_tracker *t, const struct ug_usbredir_packet *pkt, uint64_t ts_ns);
+
+/* The session ended: every outstanding request is abandoned (DISCONNECT). */
+int ug_tracker_finish(ug_tracker *t, uint64_t ts_ns);
+
+/* Takes the next event: 1 and *ret_ev filled, 0 when none is queued. */
+int ug_tracker_next(ug_tracker *t, struct ug_transfer_event *ret_ev);
+
+/* Requests waiting for an answer. */
+uint32_t ug_tracker_outstanding(const ug_tracker *t);
+
+/* The endpoint's type from the last ep_info (usb_redir_type_*), or
+ * usb_redir_type_invalid. */
+int ug_tracker_endpoint_type(const ug_tracker *t, uint8_t endpoint);
+
+/* 1 while a device is connected (device_connect seen, no disconnect since). */
+int ug_tracker_connected(const ug_tracker *t);
+
+/* The device_connect header of the current connection (zeroed if none). */
+const struct usb_redir_device_connect_header *ug_tracker_device(const ug_tracker *t);
+
+/* Counters: NOTICE and ABANDON events so far. */
+uint64_t ug_tracker_notices(const ug_tracker *t);
+uint64_t ug_tracker_abandoned(const ug_tracker *t);
+
+/*
+ * usbmon mapping: builds Linux usbmon records (pcap link type 220,
+ * DLT_USB_LINUX_MMAPPED: a 64-byte header in host byte order, iso descriptors,
+ * data) from transfer events, so that Wireshark's USB dissector sees what the
+ * guest's kernel would have logged: 'S' on submit with -EINPROGRESS, 'C' on
+ * completion, flag_setup 0 with the setup packet on control submits, data on
+ * OUT submits and IN completions only ('<' on IN submits, '>' on OUT
+ * completions), URB ids that are never reused, the bus and device numbers
+ * set here. Abandoned transfers get a completion with -ESHUTDOWN when the
+ * device went away and nothing otherwise; notices map to no record.
+ *
+ * A record never exceeds UG_USBMON_MAX_RECORD bytes (what libpcap reads back):
+ * longer data is cut, and the header's length field keeps the true length.
+ */
+typedef struct ug_usbmon ug_usbmon;
+
+#define UG_USBMON_LINKTYPE 220
+#define UG_USBMON_HEADER_SIZE 64
+#define UG_USBMON_ISODESC_SIZE 16
+#define UG_USBMON_MAX_RECORD 262144u
+
+struct ug_usbmon_record {
+	const uint8_t *bytes;   /* the record; valid until the next map or free */
+	uint32_t caplen;        /* bytes at bytes */
+	uint32_t origlen;       /* the record's length had nothing been cut */
+	uint64_t ts_ns;
+};
+
+ug_usbmon *ug_usbmon_new(void);
+void ug_usbmon_free(ug_usbmon *m);
+
+/* Bus and device numbers written into records (default bus 1, device 1).
+ * When one output carries several devices, give each its own numbers. */
+int ug_usbmon_set_address(ug_usbmon *m, uint16_t bus, uint8_t device);
+
+/* Returns 1 and fills *ret_rec when ev maps to a record, 0 when it maps to
+ * none, UG_E_INVAL for bad arguments. */
+int ug_usbmon_map(ug_usbmon *m, const struct ug_transfer_event *ev,
+                  struct ug_usbmon_record *ret_rec);
+
+/* The URB id written for a transfer serial (for tests and cross-references). */
+uint64_t ug_usbmon_urb_id(const ug_usbmon *m, uint64_t serial);
+
+/* The Linux errno (negative) a usbredir status maps to. */
+int ug_usbmon_status(uint8_t usbredir_status);
+
+/*
+ * pcap writer: classic pcap files with nanosecond timestamps, written through
+ * libpcap, one link type per file: UG_USBMON_LINKTYPE for usbmon records, or
+ * UG_RAW_LINKTYPE for the lossless raw record. Every record is flushed to the
+ * file before the write returns, so a killed process leaves a readable file.
+ * Write errors are sticky: UG_E_NOSPC for a full disk, UG_E_IO otherwise, with
+ * the detail in ug_pcap_writer_errmsg().
+ *
+ * The raw record (link type 252, Wireshark's exported PDU) is, per usbredir
+ * packet, in big-endian:
+ *	u16 12 (EXP_PDU_TAG_DISSECTOR_NAME), u16 8, "usbredir"
+ *	u16 35 (EXP_PDU_TAG_P2P_DIRECTION), u16 4, u32 0 (guest->host) or 1
+ *	u16 0 (EXP_PDU_TAG_END_OF_OPT), u16 0
+ * then usbgate's 24-byte prefix:
+ *	"UGRW", u8 version 1, u8 dir (0 g2h, 1 h2g), u8 flags, u8 0,
+ *	u32 caps (negotiated caps word), u32 session, u32 total (packet length),
+ *	u32 offset (of this fragment in the packet)
+ * then the packet bytes exactly as on the wire, [offset, offset + n). Flags:
+ * bit 0 caps known, bit 1 the header has a 64-bit id. A packet that does not
+ * fit in one record of UG_USBMON_MAX_RECORD bytes is split into fragments
+ * with increasing offsets; the reader joins them.
+ */
+typedef struct ug_pcap_writer ug_pcap_writer;
+
+#define UG_RAW_LINKTYPE 252
+#define UG_RAW_HEADER_SIZE 48   /* tags (24) + prefix (24) */
+#define UG_RAW_FLAG_CAPS_KNOWN 0x01u
+#define UG_RAW_FLAG_ID64 0x02u
+
+/* One raw usbredir packet with what is needed to decode it again. */
+struct ug_raw_record {
+	enum ug_dir dir;
+	uint64_t ts_ns;
+	uint32_t caps;          /* negotiated caps word the packet was encoded under */
+	int caps_known;
+	uint32_t session;       /* the caller's session number */
+	const uint8_t *bytes;   /* the whole packet as on the wire */
+	size_t len;
+};
+
+ug_pcap_writer *ug_pcap_writer_new(void);
+/* Closes (errors ignored; call ug_pcap_writer_close() to see them) and frees. */
+void ug_pcap_writer_free(ug_pcap_writer *w);
+
+/* Opens path ("-" for stdout) for linktype; the file header is flushed at once. */
+int ug_pcap_writer_open(ug_pcap_writer *w, const char *path, int linktype);
+
+/* One record: caplen bytes of a record whose full length was origlen. */
+int ug_pcap_writer_write(ug_pcap_writer *w, uint64_t ts_ns, const void *bytes,
+                         uint32_t caplen, uint32_t origlen);
+int ug_pcap_writer_write_usbmon(ug_pcap_writer *w, const struct ug_usbmon_record *rec);
+/* One usbredir packet as raw record(s); the file must have UG_RAW_LINKTYPE. */
+int ug_pcap_writer_write_raw(ug_pcap_writer *w, const struct ug_raw_record *rec);
+
+/* Records written so far. */
+uint64_t ug_pcap_writer_records(const ug_pcap_writer *w);
+
+/* Flushes and closes; returns the first error seen on the file. */
+int ug_pcap_writer_close(ug_pcap_writer *w);
+const char *ug_pcap_writer_errmsg(const ug_pcap_writer *w);
+
+/*
+ * Raw record reader: yields the usbredir packets of a UG_RAW_LINKTYPE file
+ * in file order, fragments joined (up to the packet limit, default
+ * UG_USBREDIR_DEFAULT_MAX_PACKET). rec->bytes is valid until the next call.
+ * Returns 1 with a record, 0 at the end of the file, UG_E_UNSUPPORTED for
+ * another link type, UG_E_PROTO for a malformed record (errmsg names the
+ * record number), UG_E_TRUNCATED for a file cut inside a record.
+ */
+typedef struct ug_raw_reader ug_raw_reader;
+
+ug_raw_reader *ug_raw_reader_new(void);
+void ug_raw_reader_free(ug_raw_reader *r);
+int ug_raw_reader_set_max_packet(ug_raw_reader *r, uint32_t max);
+int ug_raw_reader_open(ug_raw_reader *r, const char *path);
+int ug_raw_reader_next(ug_raw_reader *r, struct ug_raw_record *ret_rec);
+const char *ug_raw_reader_errmsg(const ug_raw_reader *r);
+
+/*
+ * Renderers: one usbredir packet as text, in one of three forms, written to
+ * a stdio stream the caller owns:
+ * - UG_RENDER_SUMMARY: one line like tshark's summary: time, direction,
+ *   type, id, endpoint, status, lengths, and a decoded summary of standard
+ *   and common class requests ("GET_DESCRIPTOR DEVICE len 18").
+ * - UG_RENDER_VERBOSE: the summary line, then every field, then a hex dump.
+ * - UG_RENDER_JSON: one JSON object per line with every field; data as hex.
+ * ts_ns is printed as seconds with nanoseconds: pass a time relative to the
+ * start of the session for tshark-like output. Returns 0 or UG_E_IO when the
+ * stream reports an error.
+ */
+#include <stdio.h>
+
+enum ug_render_format {
+	UG_RENDER_SUMMARY = 0,
+	UG_RENDER_VERBOSE = 1,
+	UG_RENDER_JSON = 2,
+};
+
+int ug_render_packet(FILE *out, enum ug_render_format format,
+                     uint64_t ts_ns, uint32_t session,
+                     const struct ug_usbredir_packet *pkt);
+
+/* Writes a short description of a control setup packet ("GET_DESCRIPTOR
+ * DEVICE len 18", "SET_CONFIGURATION 1") into buf (NUL-terminated, cut to
+ * size); returns the length it wanted, like snprintf. */
+int ug_render_setup(char *buf, size_t size, const uint8_t setup[8]);
+
+/* Name of a usbredir status ("success", "stall", ...); "status N" is not
+ * returned: unknown values give "unknown". Static storage. */
+const char *ug_render_status_name(uint32_t status);
+
 /* ---- capture sources: pcap reader, TCP reassembly ------------------------ */
 
 /* ---- SPICE codec and client ---------------------------------------------- */
