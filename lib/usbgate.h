@@ -512,6 +512,227 @@ const char *ug_render_status_name(uint32_t status);
 
 /* ---- capture sources: pcap reader, TCP reassembly ------------------------ */
 
+/*
+ * A capture source turns a pcap or pcapng file, or a live interface, into the
+ * directed TCP byte streams of every connection in it, with timestamps: layer
+ * 3 of the architecture for captures. A usbdump -r loop reads:
+ *
+ *	ug_capture *c = ug_capture_new();
+ *	if (ug_capture_open_file(c, path) < 0) ... ug_capture_errmsg(c) ...
+ *	while ((r = ug_capture_next(c, &ev)) > 0) {
+ *		switch (ev.type) {
+ *		case UG_CAPTURE_OPEN:   make per-connection state for ev.conn->id
+ *		case UG_CAPTURE_DATA:   keep the first bytes per side until
+ *		                        ug_capture_classify() decides, then feed
+ *		                        the usbredir or SPICE decoder of ev.side
+ *		case UG_CAPTURE_GAP:    tell that decoder to resync after the gap
+ *		case UG_CAPTURE_END:    that side sent FIN
+ *		case UG_CAPTURE_CLOSE:  drop the per-connection state
+ *		case UG_CAPTURE_NOTICE: print ev.message as a warning
+ *		}
+ *	}
+ *	ug_capture_free(c);
+ *
+ * TCP reassembly rules (docs/capture.md says why):
+ * - A connection is keyed by its two address/port pairs. The client is the
+ *   sender of the SYN; when no handshake was captured (the capture starts
+ *   mid-stream) it is the first side seen sending data or FIN, and
+ *   conn->flags lacks UG_CAPTURE_CONN_HANDSHAKE.
+ * - Each side's stream offset 0 is the byte after its SYN, or, mid-stream,
+ *   the first byte captured (or acknowledged by the other side) from it.
+ *   Offsets are 64-bit: sequence numbers wrap, offsets do not.
+ * - Overlapping data: the first copy captured wins. Bytes already delivered
+ *   cannot be taken back, so the same rule is applied to data still held out
+ *   of order; differing retransmitted bytes are counted, never delivered.
+ * - Missing data becomes a GAP (offset, length) and delivery goes on after
+ *   it, when: the other side acknowledged bytes that were never captured; a
+ *   frame was cut by the snapshot length; the out-of-order data held for one
+ *   side or in total would exceed its limit (the oldest hole is given up);
+ *   the connection ends (FIN, RST, eviction, end of capture) with holes.
+ * - Data starting further than the window ahead of the next expected byte
+ *   is dropped with a NOTICE (it is most likely garbage).
+ * - The connection table is bounded: when it is full the least recently
+ *   active connection is closed (CLOSE with UG_CAPTURE_CLOSE_EVICTED).
+ */
+typedef struct ug_capture ug_capture;
+
+enum ug_capture_event_type {
+	UG_CAPTURE_OPEN = 1,    /* a new connection; conn describes it */
+	UG_CAPTURE_DATA = 2,    /* in-order bytes of one side: data, len at offset */
+	UG_CAPTURE_GAP = 3,     /* len bytes of one side at offset are missing */
+	UG_CAPTURE_END = 4,     /* one side's stream ended with its FIN */
+	UG_CAPTURE_CLOSE = 5,   /* the connection is over; reason says why */
+	UG_CAPTURE_NOTICE = 6,  /* something was skipped; message says what */
+};
+
+/* Which way the bytes go. */
+enum ug_capture_side {
+	UG_CAPTURE_C2S = 0,     /* client -> server */
+	UG_CAPTURE_S2C = 1,     /* server -> client */
+};
+
+/* ev.reason of a GAP. */
+enum ug_capture_gap_reason {
+	UG_CAPTURE_GAP_NOT_CAPTURED = 1, /* acknowledged by the peer, never captured */
+	UG_CAPTURE_GAP_SNAPLEN = 2,      /* the frame was cut by the snapshot length */
+	UG_CAPTURE_GAP_LIMIT = 3,        /* hole given up to keep memory bounded */
+	UG_CAPTURE_GAP_AT_CLOSE = 4,     /* still missing when the connection ended */
+};
+
+/* ev.reason of a CLOSE. */
+enum ug_capture_close_reason {
+	UG_CAPTURE_CLOSE_FIN = 1,       /* both sides sent FIN and all data arrived */
+	UG_CAPTURE_CLOSE_RST = 2,       /* a RST was captured */
+	UG_CAPTURE_CLOSE_EVICTED = 3,   /* the connection table was full */
+	UG_CAPTURE_CLOSE_REUSED = 4,    /* a new SYN on the same addresses and ports */
+	UG_CAPTURE_CLOSE_END = 5,       /* the capture ended (or was stopped) first */
+};
+
+struct ug_capture_endpoint {
+	uint8_t family;         /* 4 or 6 */
+	uint8_t addr[16];       /* IPv4 in the first 4 bytes, network order */
+	uint16_t port;
+};
+
+/* conn->flags */
+#define UG_CAPTURE_CONN_HANDSHAKE 0x1  /* the client's SYN was captured */
+
+/* One connection; owned by the capture, valid until the call after its CLOSE. */
+struct ug_capture_conn {
+	uint32_t id;            /* 1, 2, ... in order of appearance */
+	uint32_t flags;         /* UG_CAPTURE_CONN_* */
+	struct ug_capture_endpoint client, server;
+};
+
+/*
+ * One event. data, conn and message point into the capture's memory and stay
+ * valid until the next call on the capture (conn: see above).
+ */
+struct ug_capture_event {
+	enum ug_capture_event_type type;
+	const struct ug_capture_conn *conn; /* NULL only for NOTICEs about no connection */
+	enum ug_capture_side side;  /* DATA, GAP, END, and NOTICEs about one side */
+	uint64_t ts_ns;         /* capture time (ns since the epoch) of the frame
+	                         * that completed the data or caused the event */
+	uint64_t frame;         /* that frame's number (1-based), 0 if none */
+	uint64_t offset;        /* DATA, GAP: stream offset of the first byte */
+	uint64_t len;           /* DATA: bytes at data; GAP: bytes missing */
+	const uint8_t *data;    /* DATA */
+	int reason;             /* GAP, CLOSE: the enums above; NOTICE: a UG_E_* */
+	const char *message;    /* NOTICE and GAP: one line, names frame and numbers */
+};
+
+/* Limits (see ug_capture_set_limits); 0 in a field keeps the current value. */
+struct ug_capture_limits {
+	uint32_t max_connections;       /* open connections tracked at once */
+	uint64_t max_buffered_per_side; /* out-of-order bytes held for one side */
+	uint64_t max_buffered_total;    /* out-of-order bytes held in all */
+	uint64_t window;                /* how far ahead of the next byte data may start */
+};
+#define UG_CAPTURE_DEFAULT_MAX_CONNECTIONS 1024u
+#define UG_CAPTURE_DEFAULT_MAX_BUFFERED_PER_SIDE (4u * 1024u * 1024u)
+#define UG_CAPTURE_DEFAULT_MAX_BUFFERED_TOTAL (16u * 1024u * 1024u)
+#define UG_CAPTURE_DEFAULT_WINDOW (64u * 1024u * 1024u)
+
+struct ug_capture_stats {
+	uint64_t frames;            /* frames read */
+	uint64_t frames_skipped;    /* frames that were not usable IPv4/IPv6 TCP */
+	uint64_t segments;          /* TCP segments handed to reassembly */
+	uint64_t bytes_delivered;   /* in DATA events */
+	uint64_t bytes_duplicate;   /* retransmitted or overlapping, dropped (first wins) */
+	uint64_t bytes_conflicting; /* of those, bytes that differed from the first copy */
+	uint64_t bytes_missing;     /* in GAP events */
+	uint64_t bytes_dropped;     /* beyond the window or over the memory limits */
+	uint64_t connections;       /* connections opened */
+	uint64_t connections_evicted;
+	uint64_t notices;
+};
+
+ug_capture *ug_capture_new(void);
+/* Closes the file or interface and frees everything. Accepts NULL. */
+void ug_capture_free(ug_capture *c);
+
+/* Replaces the reassembly limits; only before the first ug_capture_next(). */
+int ug_capture_set_limits(ug_capture *c, const struct ug_capture_limits *limits);
+
+/*
+ * Opens a pcap or pcapng file for reading (libpcap, nanosecond timestamps).
+ * Link types: Ethernet (with VLAN tags), Linux cooked v1 and v2, BSD
+ * loopback (NULL, LOOP), raw IP (RAW, IPV4, IPV6); others fail with
+ * UG_E_UNSUPPORTED and an errmsg naming the link type. UG_E_IO when the file
+ * cannot be read or is not a capture.
+ */
+int ug_capture_open_file(ug_capture *c, const char *path);
+
+/* The same for a capture file image in memory; buf must stay unchanged
+ * until ug_capture_free() (it is read in place, not copied). */
+int ug_capture_open_memory(ug_capture *c, const void *buf, size_t len);
+
+/*
+ * Opens a live capture on iface (e.g. "lo", "any") with an optional BPF filter
+ * expression (NULL: all TCP) in non-blocking mode. Needs the capture
+ * privilege; UG_E_IO with libpcap's reason otherwise.
+ */
+int ug_capture_open_live(ug_capture *c, const char *iface, const char *filter);
+
+/* Live: a file descriptor to poll for input (e.g. g_unix_fd_add() in a GLib
+ * main loop), owned by the capture; -1 for files. */
+int ug_capture_fd(const ug_capture *c);
+
+/*
+ * The next event into *ret_ev: returns 1. Returns 0 when there is none now:
+ * for a file that means the capture is over (everything was read and every
+ * connection closed); for a live capture wait for ug_capture_fd() and call
+ * again, until ug_capture_stop() and the last events, then 0 for good.
+ * A negative UG_E_* is returned for failures that end the capture (details
+ * in ug_capture_errmsg()); problems in single frames (malformed, truncated,
+ * IP fragments, unknown protocols) are NOTICE events and reading goes on.
+ * A file cut short ends with a NOTICE of reason UG_E_TRUNCATED.
+ */
+int ug_capture_next(ug_capture *c, struct ug_capture_event *ret_ev);
+
+/* Stops reading: the connections still open are flushed (their holes as
+ * GAPs) and closed with UG_CAPTURE_CLOSE_END by the following next() calls. */
+void ug_capture_stop(ug_capture *c);
+
+/* 1 once ug_capture_next() has returned 0 for good. */
+int ug_capture_at_end(const ug_capture *c);
+
+/* Files: bytes of the file read so far and its size, for a progress
+ * indicator (*ret_total is 0 when the size is unknown, e.g. a pipe). */
+int ug_capture_progress(const ug_capture *c, uint64_t *ret_done, uint64_t *ret_total);
+
+void ug_capture_get_stats(const ug_capture *c, struct ug_capture_stats *ret_stats);
+
+/* The libpcap link type (DLT_*) of the open capture, or -1. */
+int ug_capture_linktype(const ug_capture *c);
+
+/* Detail of the last error ("" if none); owned by c. */
+const char *ug_capture_errmsg(const ug_capture *c);
+
+/*
+ * What a connection carries, from the first bytes of each side (either may
+ * be short or empty). Returns UG_CAPTURE_PROTO_NEED_MORE while the bytes seen
+ * could still turn out to be one of the protocols and more could come; once
+ * both sides have UG_CAPTURE_CLASSIFY_BYTES bytes (or ended) the answer is
+ * final. A usbredir hello (type 0, length 64 + 4 * caps words, id 0, a
+ * NUL-terminated printable version) on either side means raw usbredir; "REDQ"
+ * with major version 2 means SPICE; a TLS handshake record (0x16 0x03 ...)
+ * means TLS.
+ */
+enum ug_capture_proto {
+	UG_CAPTURE_PROTO_NEED_MORE = 0,
+	UG_CAPTURE_PROTO_UNKNOWN = 1,
+	UG_CAPTURE_PROTO_USBREDIR = 2,
+	UG_CAPTURE_PROTO_SPICE = 3,
+	UG_CAPTURE_PROTO_TLS = 4,
+};
+#define UG_CAPTURE_CLASSIFY_BYTES 80u
+enum ug_capture_proto ug_capture_classify(const uint8_t *c2s, size_t c2s_len,
+                                          const uint8_t *s2c, size_t s2c_len);
+/* "usbredir", "spice", "tls", "unknown", "need-more"; static storage. */
+const char *ug_capture_proto_name(enum ug_capture_proto proto);
+
 /* ---- SPICE codec and client ---------------------------------------------- */
 
 /* ---- device bridge, emulated device, transports -------------------------- */
