@@ -735,6 +735,106 @@ const char *ug_capture_proto_name(enum ug_capture_proto proto);
 
 /* ---- SPICE codec and client ---------------------------------------------- */
 
+/*
+ * A headless SPICE client session: it links the main channel, learns the
+ * session id and the channel list (and later lists for hot-plugged
+ * channels), answers PING on every channel, logs NOTIFY and DISCONNECTING,
+ * refuses migration, and opens usbredir channels (type 9) on request, each
+ * as a ug_transport that carries the de-framed usbredir byte stream. The
+ * session runs on the thread-default GLib main context of the thread that
+ * called ug_spice_client_connect(); every callback comes from that context,
+ * never from inside a ug_spice_client_* or ug_transport_* call.
+ *
+ * spice-server admits one client: connecting disconnects a viewer that is
+ * already connected to the same VM (the client logs a warning first).
+ */
+typedef struct ug_spice_client ug_spice_client;
+struct ug_transport; /* see the transport section below */
+
+struct ug_spice_client_callbacks {
+	/* The main channel is linked and the session id is known. */
+	void (*connected)(ug_spice_client *c, void *user_data);
+	/* A usbredir channel exists (initial list or hot-plug); ids are 0..255.
+	 * Called once per id per session. */
+	void (*channel_added)(ug_spice_client *c, unsigned channel_id, void *user_data);
+	/* An opened usbredir channel's connection ended while the session is up
+	 * (its transport got its closed callback just before). */
+	void (*channel_removed)(ug_spice_client *c, unsigned channel_id, void *user_data);
+	/* The session ended: error is 0 for an orderly close by the server, else
+	 * a UG_E_* code (UG_E_AUTH for a refused password, UG_E_TLS for a failed
+	 * certificate check, ...); message says it in words. Every open usbredir
+	 * transport has been closed before. ug_spice_client_connect() may be
+	 * called again from here or later: that is the reconnect hook. */
+	void (*disconnected)(ug_spice_client *c, int error, const char *message, void *user_data);
+};
+
+ug_spice_client *ug_spice_client_new(void);
+/* Closes everything; open transports stay valid (closed) until the caller
+ * frees them. Accepts NULL; may be called from a callback. */
+void ug_spice_client_free(ug_spice_client *c);
+
+/*
+ * The server: spice://HOST[:PORT], spice+tls://HOST[:PORT] (PORT is then the
+ * TLS port), spice+unix:///PATH, with query keys port=N and tls-port=N
+ * (spice://h?port=5900&tls-port=5901). A password in the URI is refused:
+ * use a file or the environment. UG_E_INVAL with the reason in errmsg.
+ */
+int ug_spice_client_set_uri(ug_spice_client *c, const char *uri);
+/* The password, read now: a file's first line (at most 60 bytes; one
+ * trailing newline is dropped) or an environment variable. Without either the
+ * ticket is encrypted over "", which a server with disable-ticketing accepts.
+ * The password never appears in errmsg or log messages. */
+int ug_spice_client_set_password_file(ug_spice_client *c, const char *path);
+int ug_spice_client_set_password_env(ug_spice_client *c, const char *name);
+/* TLS: CA certificates (PEM) to verify the server with; default: the
+ * system's. Verification is on by default; by default the certificate must
+ * match the URI's host (DNS name or IP address). */
+int ug_spice_client_set_ca_file(ug_spice_client *c, const char *path);
+/* Check the certificate's subject instead of the host name, written as
+ * spice-gtk does, in the certificate's order: "C=XX,O=Org,CN=name". */
+int ug_spice_client_set_host_subject(ug_spice_client *c, const char *subject);
+/* Pin the server's public key (a PEM or DER file): it must match, and it
+ * replaces the CA, host and subject checks. */
+int ug_spice_client_set_pubkey_file(ug_spice_client *c, const char *path);
+/* 0 turns certificate verification off (logged as a warning at connect). */
+void ug_spice_client_set_verify(ug_spice_client *c, int verify);
+void ug_spice_client_set_log(ug_spice_client *c, ug_log_fn fn, void *user_data);
+void ug_spice_client_set_callbacks(ug_spice_client *c,
+                                   const struct ug_spice_client_callbacks *cb,
+                                   void *user_data);
+/* Every byte of every channel connection as it goes on the wire (inside TLS),
+ * for debugging and recording test seeds; data is valid during the call. */
+typedef void (*ug_spice_wire_fn)(unsigned channel_type, unsigned channel_id, int from_server,
+                                 const uint8_t *data, size_t len, void *user_data);
+void ug_spice_client_set_wire_tap(ug_spice_client *c, ug_spice_wire_fn fn, void *user_data);
+
+/* Starts linking the main channel; the outcome comes through the callbacks.
+ * UG_E_INVAL without a URI, UG_E_STATE while connected or connecting. */
+int ug_spice_client_connect(ug_spice_client *c);
+/* Closes the session (no disconnected callback for this one). */
+void ug_spice_client_disconnect(ug_spice_client *c);
+/* 1 between the connected and disconnected callbacks. */
+int ug_spice_client_is_connected(const ug_spice_client *c);
+uint32_t ug_spice_client_session_id(const ug_spice_client *c);
+
+/*
+ * Opens usbredir channel channel_id of the connected session and returns it
+ * as a transport (owned by the caller: ug_transport_free()). Bytes sent
+ * before the channel is linked are queued. Link failures arrive as the
+ * transport's closed callback with a UG_E_* and a sentence. UG_E_STATE when
+ * not connected, UG_E_NOTFOUND for an id not in the channel list, UG_E_STATE
+ * when the channel is already open.
+ */
+int ug_spice_client_open_usbredir(ug_spice_client *c, unsigned channel_id,
+                                  struct ug_transport **ret_transport);
+/* LZ4 for what this usbredir transport sends (default on; used only when
+ * the server announced it and above 1000 bytes). Turn it off for devices
+ * with isochronous endpoints. Returns UG_E_INVAL for other transports. */
+int ug_spice_usbredir_set_lz4(struct ug_transport *t, int on);
+
+const char *ug_spice_client_errmsg(const ug_spice_client *c);
+
+
 /* ---- device bridge, emulated device, transports -------------------------- */
 
 /*
