@@ -276,6 +276,102 @@ void ug_transport_close(ug_transport *t);
 /* Closes (if open) and frees. Accepts NULL. */
 void ug_transport_free(ug_transport *t);
 
+/*
+ * Socket addresses as users write them. Accepted forms:
+ *   HOST:PORT, [IPV6]:PORT, tcp:HOST:PORT   a TCP address (name or literal)
+ *   PORT, :PORT                             TCP on 127.0.0.1 (the safe default)
+ *   unix:PATH                               a unix stream socket
+ * A listener binds a non-loopback address only when one is written out.
+ */
+enum ug_address_family {
+	UG_ADDRESS_TCP = 1,
+	UG_ADDRESS_UNIX = 2,
+};
+
+#define UG_ADDRESS_HOST_MAX 256
+#define UG_ADDRESS_PATH_MAX 108 /* sizeof(sun_path) on Linux */
+#define UG_ADDRESS_TEXT_MAX 300 /* enough for ug_address_format() of any address */
+
+struct ug_address {
+	enum ug_address_family family;
+	char host[UG_ADDRESS_HOST_MAX]; /* TCP: name or literal, without brackets */
+	uint16_t port;                  /* TCP: 0 lets a listener pick a free port */
+	char path[UG_ADDRESS_PATH_MAX]; /* unix: NUL-terminated path */
+};
+
+/* Parses text into *ret_addr. Returns 0, or UG_E_INVAL with a sentence naming
+ * the text in errbuf (errbuf_size bytes, may be 0). */
+int ug_address_parse(const char *text, struct ug_address *ret_addr, char *errbuf,
+                     size_t errbuf_size);
+/* Writes "127.0.0.1:4000", "[::1]:4000" or "unix:/run/x.sock" into buf
+ * (always NUL-terminated, truncated to size). Returns buf. */
+char *ug_address_format(const struct ug_address *addr, char *buf, size_t size);
+/* 1 for unix sockets, 127.0.0.0/8, ::1 and "localhost"; 0 for anything else
+ * (a name other than localhost is not resolved and counts as non-loopback). */
+int ug_address_is_loopback(const struct ug_address *addr);
+
+/*
+ * Wraps a connected stream socket (TCP or unix) as a transport; takes
+ * ownership of fd (made non-blocking and close-on-exec here). desc is copied
+ * and used as the prefix of messages. Returns NULL when fd < 0 or on OOM
+ * (fd is closed then).
+ */
+ug_transport *ug_transport_socket_new(int fd, const char *desc);
+
+/*
+ * A listening socket on the thread-default main context. Each accepted
+ * connection becomes a socket transport handed to the accept callback, which
+ * owns it from then on. The description of an accepted transport reads
+ * "tcp 127.0.0.1:4000 from 127.0.0.1:51234" or "unix /run/x.sock".
+ * A unix listener removes a stale socket file it finds (one nobody answers
+ * on) before binding, and removes its own file when freed.
+ */
+typedef struct ug_listener ug_listener;
+typedef void (*ug_listener_accept_fn)(ug_listener *l, ug_transport *t, void *user_data);
+
+ug_listener *ug_listener_new(void);
+/* Binds and listens on every address a TCP name resolves to (one for a
+ * literal). Returns 0, UG_E_INVAL (bad address), UG_E_IO (bind or listen
+ * failed; the message names the address and the system's reason). */
+int ug_listener_open(ug_listener *l, const struct ug_address *addr,
+                     ug_listener_accept_fn on_accept, void *user_data);
+/* The bound address: the port the kernel picked when 0 was asked for. */
+const struct ug_address *ug_listener_address(const ug_listener *l);
+/* While paused, connections wait in the kernel's backlog. */
+void ug_listener_pause(ug_listener *l, int paused);
+const char *ug_listener_errmsg(const ug_listener *l);
+void ug_listener_free(ug_listener *l);
+
+/*
+ * Connects to an address, retrying with exponential backoff: the first
+ * attempt at once, then after initial_ms, doubled per failure up to max_ms,
+ * each delay scaled by a random factor in [0.75, 1.25] so that many clients
+ * do not retry in step. Each attempt gives up after UG_CONNECTOR_ATTEMPT_MS.
+ * The callback gets the connected transport (owned by the callee from then
+ * on; error 0), or NULL with a UG_E_* code and a message once max_attempts
+ * (0: unlimited) attempts failed. After the callback the connector is idle
+ * and may be started again (the backoff starts over).
+ */
+typedef struct ug_connector ug_connector;
+typedef void (*ug_connector_fn)(ug_connector *c, ug_transport *t, int error,
+                                const char *message, void *user_data);
+#define UG_CONNECTOR_ATTEMPT_MS 10000u
+
+ug_connector *ug_connector_new(const struct ug_address *addr);
+/* Defaults: 100 ms, 5000 ms, unlimited. initial_ms 0 means 1. */
+void ug_connector_set_backoff(ug_connector *c, unsigned initial_ms, unsigned max_ms,
+                              unsigned max_attempts);
+/* Each failed attempt is reported at UG_LOG_INFO with the delay before the next. */
+void ug_connector_set_log(ug_connector *c, ug_log_fn fn, void *user_data);
+/* Starts attempting; UG_E_STATE if already started. */
+int ug_connector_start(ug_connector *c, ug_connector_fn on_done, void *user_data);
+/* Stops attempting; no callback follows. */
+void ug_connector_stop(ug_connector *c);
+/* Failed attempts since the last start. */
+unsigned ug_connector_attempts(const ug_connector *c);
+const char *ug_connector_errmsg(const ug_connector *c);
+void ug_connector_free(ug_connector *c);
+
 
 /* ---- end of areas -------------------------------------------------------- */
 
