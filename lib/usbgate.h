@@ -372,6 +372,155 @@ unsigned ug_connector_attempts(const ug_connector *c);
 const char *ug_connector_errmsg(const ug_connector *c);
 void ug_connector_free(ug_connector *c);
 
+/*
+ * USB devices of this host (libusb-1.0), and the device bridge that exports
+ * one of them over a transport with libusbredirhost (the usb-host role).
+ *
+ * Threads: a ug_usb_host runs libusb's event handling in its own thread, as
+ * libusbredirhost expects; everything else (hotplug handling, the bridges'
+ * transports, every callback except the log callbacks) runs on the
+ * thread-default main context of the thread that made the host. Log
+ * callbacks may be called from the event thread too and must be thread-safe
+ * (g_log() is).
+ */
+
+#define UG_USB_MAX_INTERFACES 32
+
+/* What a listing shows and what selectors match on. */
+struct ug_usb_device_info {
+	uint8_t bus;
+	uint8_t address;
+	char port_path[48];             /* "1-1.2": bus, then each hub port */
+	uint16_t vendor_id;
+	uint16_t product_id;
+	uint16_t bcd_device;
+	uint8_t device_class, device_subclass, device_protocol;
+	uint8_t interface_count;        /* of the active (else the first) configuration */
+	uint8_t interface_class[UG_USB_MAX_INTERFACES];
+	uint8_t interface_subclass[UG_USB_MAX_INTERFACES];
+	uint8_t interface_protocol[UG_USB_MAX_INTERFACES];
+	int speed;                      /* enum libusb_speed */
+	int strings_read;               /* 1 if the device could be opened to read strings */
+	char serial[128];               /* "" when absent or unreadable */
+	char manufacturer[128];
+	char product[128];
+};
+
+/* "low (1.5 Mb/s)", "full (12 Mb/s)", "high (480 Mb/s)", "super (5 Gb/s)",
+ * "super+ (10 Gb/s)" or "unknown"; static storage. */
+const char *ug_usb_speed_name(int speed);
+
+/*
+ * A device selector. Terms separated by ',' must all match:
+ *   VID:PID           hex ids, either may be '*'    (046d:c52b, 46f4:*)
+ *   BUS-ADDR          decimal bus and address, as usbredirect takes them
+ *   bus=N addr=N      the same, one at a time
+ *   port=B-P[.P...]   the physical port path (stable across replugs)
+ *   serial=TEXT       the iSerialNumber string (no ',' in it)
+ *   filter=RULES      usbredirfilter rules, fields separated by ':' and rules
+ *                     by '|', as in QEMU's usb-redir filter= property
+ *   *                 any device
+ * Hubs are never selected.
+ */
+typedef struct ug_usb_selector ug_usb_selector;
+
+/* Returns 0 and a new selector, or UG_E_INVAL with the reason in errbuf. */
+int ug_usb_selector_parse(const char *text, ug_usb_selector **ret_sel, char *errbuf,
+                          size_t errbuf_size);
+/* 1 if info matches every term; a serial term never matches a device whose
+ * strings could not be read. */
+int ug_usb_selector_match(const ug_usb_selector *sel, const struct ug_usb_device_info *info);
+/* 1 if matching needs the device's strings (a serial term). */
+int ug_usb_selector_needs_strings(const ug_usb_selector *sel);
+/* The text it was parsed from; owned by sel. */
+const char *ug_usb_selector_describe(const ug_usb_selector *sel);
+void ug_usb_selector_free(ug_usb_selector *sel);
+
+/*
+ * usbredirfilter rules, parsed by libusbredirparser's own parser:
+ * "class,vid,pid,version,allow" with fields separated by ',' or ':' and
+ * rules by '|'; -1 is a wildcard. An empty text allows everything.
+ */
+typedef struct ug_usb_filter ug_usb_filter;
+int ug_usb_filter_parse(const char *text, ug_usb_filter **ret_filter, char *errbuf,
+                        size_t errbuf_size);
+/* 1 if the rules allow the device (usbredirfilter_check says 0), else 0.
+ * A device no rule matches is refused. */
+int ug_usb_filter_allows(const ug_usb_filter *f, const struct ug_usb_device_info *info);
+/* The rules in canonical form (',' and '|'); owned by f. */
+const char *ug_usb_filter_describe(const ug_usb_filter *f);
+void ug_usb_filter_free(ug_usb_filter *f);
+
+typedef struct ug_usb_host ug_usb_host;
+
+/*
+ * Initialises libusb, starts the event thread and registers for hotplug.
+ * On a machine without usbfs (no USB at all) the host is still made: it
+ * lists no devices, and ug_usb_host_errmsg() says why. Returns NULL only
+ * on OOM or when the thread cannot start (reason in errbuf).
+ */
+ug_usb_host *ug_usb_host_new(char *errbuf, size_t errbuf_size);
+/* 0 none, 1 info, 2 debug, 3 also usbredir packet dumps. */
+void ug_usb_host_set_log(ug_usb_host *h, int verbosity, ug_log_fn fn, void *user_data);
+/* 1 if libusb works here, 0 if the host runs without USB. */
+int ug_usb_host_available(const ug_usb_host *h);
+/* 1 if libusb reports hotplug events on this system. */
+int ug_usb_host_has_hotplug(const ug_usb_host *h);
+/* Every non-hub device now present, sorted by bus and port path; strings are
+ * read where the device can be opened. *ret_list is freed with free(). */
+int ug_usb_host_list(ug_usb_host *h, struct ug_usb_device_info **ret_list, size_t *ret_count);
+const char *ug_usb_host_errmsg(const ug_usb_host *h);
+/* Ends every bridge's session first (devices released), then stops the
+ * thread. Bridges must be freed before their host. Accepts NULL. */
+void ug_usb_host_free(ug_usb_host *h);
+
+/*
+ * A device bridge exports the one device its selector (and optional filter)
+ * picks. Between sessions the device stays with the host's own drivers.
+ * ug_device_bridge_attach() starts a session on a transport: the device is
+ * opened and handed to libusbredirhost, which claims its interfaces
+ * (detaching kernel drivers) and speaks usbredir with the guest through its
+ * own parser. When the transport ends, the device is released and the
+ * kernel drivers re-attached. If the device is unplugged during a session
+ * the guest gets device_disconnect; when a matching device is plugged in
+ * (libusb hotplug) it is offered to the guest again with device_connect.
+ * Two bridges never hold the same device.
+ */
+typedef struct ug_device_bridge ug_device_bridge;
+
+enum ug_device_bridge_event {
+	UG_BRIDGE_DEVICE_ADDED = 1,   /* a matching device now belongs to the bridge */
+	UG_BRIDGE_DEVICE_REMOVED,     /* it was unplugged */
+	UG_BRIDGE_SESSION_STARTED,
+	UG_BRIDGE_SESSION_ENDED,      /* error/message as in ug_transport_closed_fn */
+};
+/* message names the device or the transport; valid during the call. */
+typedef void (*ug_device_bridge_event_fn)(ug_device_bridge *b,
+                                          enum ug_device_bridge_event ev, int error,
+                                          const char *message, void *user_data);
+
+/* Takes ownership of sel; filter (may be NULL) is borrowed and must outlive
+ * the bridge. name labels messages ("storage"). */
+ug_device_bridge *ug_device_bridge_new(ug_usb_host *h, const char *name, ug_usb_selector *sel,
+                                       const ug_usb_filter *filter);
+void ug_device_bridge_set_events(ug_device_bridge *b, ug_device_bridge_event_fn fn,
+                                 void *user_data);
+/* Looks for a matching device now (a new bridge does this itself). */
+void ug_device_bridge_rescan(ug_device_bridge *b);
+/* Starts a session on t (ownership passes to the bridge in every case).
+ * Returns 0, UG_E_STATE if a session is running (t is freed), or UG_E_USB
+ * when libusbredirhost cannot start (t is freed). */
+int ug_device_bridge_attach(ug_device_bridge *b, ug_transport *t);
+/* 1 while a session runs. */
+int ug_device_bridge_in_session(const ug_device_bridge *b);
+/* 1 and *ret_info when the bridge holds a device. */
+int ug_device_bridge_device(const ug_device_bridge *b, struct ug_usb_device_info *ret_info);
+/* Ends the session, if any (device released); no SESSION_ENDED event. */
+void ug_device_bridge_end_session(ug_device_bridge *b);
+const char *ug_device_bridge_name(const ug_device_bridge *b);
+const char *ug_device_bridge_errmsg(const ug_device_bridge *b);
+void ug_device_bridge_free(ug_device_bridge *b);
+
 
 /* ---- end of areas -------------------------------------------------------- */
 
