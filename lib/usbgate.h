@@ -886,6 +886,251 @@ void ug_transport_close(ug_transport *t);
 /* Closes (if open) and frees. Accepts NULL. */
 void ug_transport_free(ug_transport *t);
 
+/*
+ * Socket addresses as users write them. Accepted forms:
+ *   HOST:PORT, [IPV6]:PORT, tcp:HOST:PORT   a TCP address (name or literal)
+ *   PORT, :PORT                             TCP on 127.0.0.1 (the safe default)
+ *   unix:PATH                               a unix stream socket
+ * A listener binds a non-loopback address only when one is written out.
+ */
+enum ug_address_family {
+	UG_ADDRESS_TCP = 1,
+	UG_ADDRESS_UNIX = 2,
+};
+
+#define UG_ADDRESS_HOST_MAX 256
+#define UG_ADDRESS_PATH_MAX 108 /* sizeof(sun_path) on Linux */
+#define UG_ADDRESS_TEXT_MAX 300 /* enough for ug_address_format() of any address */
+
+struct ug_address {
+	enum ug_address_family family;
+	char host[UG_ADDRESS_HOST_MAX]; /* TCP: name or literal, without brackets */
+	uint16_t port;                  /* TCP: 0 lets a listener pick a free port */
+	char path[UG_ADDRESS_PATH_MAX]; /* unix: NUL-terminated path */
+};
+
+/* Parses text into *ret_addr. Returns 0, or UG_E_INVAL with a sentence naming
+ * the text in errbuf (errbuf_size bytes, may be 0). */
+int ug_address_parse(const char *text, struct ug_address *ret_addr, char *errbuf,
+                     size_t errbuf_size);
+/* Writes "127.0.0.1:4000", "[::1]:4000" or "unix:/run/x.sock" into buf
+ * (always NUL-terminated, truncated to size). Returns buf. */
+char *ug_address_format(const struct ug_address *addr, char *buf, size_t size);
+/* 1 for unix sockets, 127.0.0.0/8, ::1 and "localhost"; 0 for anything else
+ * (a name other than localhost is not resolved and counts as non-loopback). */
+int ug_address_is_loopback(const struct ug_address *addr);
+
+/*
+ * Wraps a connected stream socket (TCP or unix) as a transport; takes
+ * ownership of fd (made non-blocking and close-on-exec here). desc is copied
+ * and used as the prefix of messages. Returns NULL when fd < 0 or on OOM
+ * (fd is closed then).
+ */
+ug_transport *ug_transport_socket_new(int fd, const char *desc);
+
+/*
+ * A listening socket on the thread-default main context. Each accepted
+ * connection becomes a socket transport handed to the accept callback, which
+ * owns it from then on. The description of an accepted transport reads
+ * "tcp 127.0.0.1:4000 from 127.0.0.1:51234" or "unix /run/x.sock".
+ * A unix listener removes a stale socket file it finds (one nobody answers
+ * on) before binding, and removes its own file when freed.
+ */
+typedef struct ug_listener ug_listener;
+typedef void (*ug_listener_accept_fn)(ug_listener *l, ug_transport *t, void *user_data);
+
+ug_listener *ug_listener_new(void);
+/* Binds and listens on every address a TCP name resolves to (one for a
+ * literal). Returns 0, UG_E_INVAL (bad address), UG_E_IO (bind or listen
+ * failed; the message names the address and the system's reason). */
+int ug_listener_open(ug_listener *l, const struct ug_address *addr,
+                     ug_listener_accept_fn on_accept, void *user_data);
+/* The bound address: the port the kernel picked when 0 was asked for. */
+const struct ug_address *ug_listener_address(const ug_listener *l);
+/* While paused, connections wait in the kernel's backlog. */
+void ug_listener_pause(ug_listener *l, int paused);
+const char *ug_listener_errmsg(const ug_listener *l);
+void ug_listener_free(ug_listener *l);
+
+/*
+ * Connects to an address, retrying with exponential backoff: the first
+ * attempt at once, then after initial_ms, doubled per failure up to max_ms,
+ * each delay scaled by a random factor in [0.75, 1.25] so that many clients
+ * do not retry in step. Each attempt gives up after UG_CONNECTOR_ATTEMPT_MS.
+ * The callback gets the connected transport (owned by the callee from then
+ * on; error 0), or NULL with a UG_E_* code and a message once max_attempts
+ * (0: unlimited) attempts failed. After the callback the connector is idle
+ * and may be started again (the backoff starts over).
+ */
+typedef struct ug_connector ug_connector;
+typedef void (*ug_connector_fn)(ug_connector *c, ug_transport *t, int error,
+                                const char *message, void *user_data);
+#define UG_CONNECTOR_ATTEMPT_MS 10000u
+
+ug_connector *ug_connector_new(const struct ug_address *addr);
+/* Defaults: 100 ms, 5000 ms, unlimited. initial_ms 0 means 1. */
+void ug_connector_set_backoff(ug_connector *c, unsigned initial_ms, unsigned max_ms,
+                              unsigned max_attempts);
+/* Each failed attempt is reported at UG_LOG_INFO with the delay before the next. */
+void ug_connector_set_log(ug_connector *c, ug_log_fn fn, void *user_data);
+/* Starts attempting; UG_E_STATE if already started. */
+int ug_connector_start(ug_connector *c, ug_connector_fn on_done, void *user_data);
+/* Stops attempting; no callback follows. */
+void ug_connector_stop(ug_connector *c);
+/* Failed attempts since the last start. */
+unsigned ug_connector_attempts(const ug_connector *c);
+const char *ug_connector_errmsg(const ug_connector *c);
+void ug_connector_free(ug_connector *c);
+
+/*
+ * USB devices of this host (libusb-1.0), and the device bridge that exports
+ * one of them over a transport with libusbredirhost (the usb-host role).
+ *
+ * Threads: a ug_usb_host runs libusb's event handling in its own thread, as
+ * libusbredirhost expects; everything else (hotplug handling, the bridges'
+ * transports, every callback except the log callbacks) runs on the
+ * thread-default main context of the thread that made the host. Log
+ * callbacks may be called from the event thread too and must be thread-safe
+ * (g_log() is).
+ */
+
+#define UG_USB_MAX_INTERFACES 32
+
+/* What a listing shows and what selectors match on. */
+struct ug_usb_device_info {
+	uint8_t bus;
+	uint8_t address;
+	char port_path[48];             /* "1-1.2": bus, then each hub port */
+	uint16_t vendor_id;
+	uint16_t product_id;
+	uint16_t bcd_device;
+	uint8_t device_class, device_subclass, device_protocol;
+	uint8_t interface_count;        /* of the active (else the first) configuration */
+	uint8_t interface_class[UG_USB_MAX_INTERFACES];
+	uint8_t interface_subclass[UG_USB_MAX_INTERFACES];
+	uint8_t interface_protocol[UG_USB_MAX_INTERFACES];
+	int speed;                      /* enum libusb_speed */
+	int strings_read;               /* 1 if the device could be opened to read strings */
+	char serial[128];               /* "" when absent or unreadable */
+	char manufacturer[128];
+	char product[128];
+};
+
+/* "low (1.5 Mb/s)", "full (12 Mb/s)", "high (480 Mb/s)", "super (5 Gb/s)",
+ * "super+ (10 Gb/s)" or "unknown"; static storage. */
+const char *ug_usb_speed_name(int speed);
+
+/*
+ * A device selector. Terms separated by ',' must all match:
+ *   VID:PID           hex ids, either may be '*'    (046d:c52b, 46f4:*)
+ *   BUS-ADDR          decimal bus and address, as usbredirect takes them
+ *   bus=N addr=N      the same, one at a time
+ *   port=B-P[.P...]   the physical port path (stable across replugs)
+ *   serial=TEXT       the iSerialNumber string (no ',' in it)
+ *   filter=RULES      usbredirfilter rules, fields separated by ':' and rules
+ *                     by '|', as in QEMU's usb-redir filter= property
+ *   *                 any device
+ * Hubs are never selected.
+ */
+typedef struct ug_usb_selector ug_usb_selector;
+
+/* Returns 0 and a new selector, or UG_E_INVAL with the reason in errbuf. */
+int ug_usb_selector_parse(const char *text, ug_usb_selector **ret_sel, char *errbuf,
+                          size_t errbuf_size);
+/* 1 if info matches every term; a serial term never matches a device whose
+ * strings could not be read. */
+int ug_usb_selector_match(const ug_usb_selector *sel, const struct ug_usb_device_info *info);
+/* 1 if matching needs the device's strings (a serial term). */
+int ug_usb_selector_needs_strings(const ug_usb_selector *sel);
+/* The text it was parsed from; owned by sel. */
+const char *ug_usb_selector_describe(const ug_usb_selector *sel);
+void ug_usb_selector_free(ug_usb_selector *sel);
+
+/*
+ * usbredirfilter rules, parsed by libusbredirparser's own parser:
+ * "class,vid,pid,version,allow" with fields separated by ',' or ':' and
+ * rules by '|'; -1 is a wildcard. An empty text allows everything.
+ */
+typedef struct ug_usb_filter ug_usb_filter;
+int ug_usb_filter_parse(const char *text, ug_usb_filter **ret_filter, char *errbuf,
+                        size_t errbuf_size);
+/* 1 if the rules allow the device (usbredirfilter_check says 0), else 0.
+ * A device no rule matches is refused. */
+int ug_usb_filter_allows(const ug_usb_filter *f, const struct ug_usb_device_info *info);
+/* The rules in canonical form (',' and '|'); owned by f. */
+const char *ug_usb_filter_describe(const ug_usb_filter *f);
+void ug_usb_filter_free(ug_usb_filter *f);
+
+typedef struct ug_usb_host ug_usb_host;
+
+/*
+ * Initialises libusb, starts the event thread and registers for hotplug.
+ * On a machine without usbfs (no USB at all) the host is still made: it
+ * lists no devices, and ug_usb_host_errmsg() says why. Returns NULL only
+ * on OOM or when the thread cannot start (reason in errbuf).
+ */
+ug_usb_host *ug_usb_host_new(char *errbuf, size_t errbuf_size);
+/* 0 none, 1 info, 2 debug, 3 also usbredir packet dumps. */
+void ug_usb_host_set_log(ug_usb_host *h, int verbosity, ug_log_fn fn, void *user_data);
+/* 1 if libusb works here, 0 if the host runs without USB. */
+int ug_usb_host_available(const ug_usb_host *h);
+/* 1 if libusb reports hotplug events on this system. */
+int ug_usb_host_has_hotplug(const ug_usb_host *h);
+/* Every non-hub device now present, sorted by bus and port path; strings are
+ * read where the device can be opened. *ret_list is freed with free(). */
+int ug_usb_host_list(ug_usb_host *h, struct ug_usb_device_info **ret_list, size_t *ret_count);
+const char *ug_usb_host_errmsg(const ug_usb_host *h);
+/* Ends every bridge's session first (devices released), then stops the
+ * thread. Bridges must be freed before their host. Accepts NULL. */
+void ug_usb_host_free(ug_usb_host *h);
+
+/*
+ * A device bridge exports the one device its selector (and optional filter)
+ * picks. Between sessions the device stays with the host's own drivers.
+ * ug_device_bridge_attach() starts a session on a transport: the device is
+ * opened and handed to libusbredirhost, which claims its interfaces
+ * (detaching kernel drivers) and speaks usbredir with the guest through its
+ * own parser. When the transport ends, the device is released and the
+ * kernel drivers re-attached. If the device is unplugged during a session
+ * the guest gets device_disconnect; when a matching device is plugged in
+ * (libusb hotplug) it is offered to the guest again with device_connect.
+ * Two bridges never hold the same device.
+ */
+typedef struct ug_device_bridge ug_device_bridge;
+
+enum ug_device_bridge_event {
+	UG_BRIDGE_DEVICE_ADDED = 1,   /* a matching device now belongs to the bridge */
+	UG_BRIDGE_DEVICE_REMOVED,     /* it was unplugged */
+	UG_BRIDGE_SESSION_STARTED,
+	UG_BRIDGE_SESSION_ENDED,      /* error/message as in ug_transport_closed_fn */
+};
+/* message names the device or the transport; valid during the call. */
+typedef void (*ug_device_bridge_event_fn)(ug_device_bridge *b,
+                                          enum ug_device_bridge_event ev, int error,
+                                          const char *message, void *user_data);
+
+/* Takes ownership of sel; filter (may be NULL) is borrowed and must outlive
+ * the bridge. name labels messages ("storage"). */
+ug_device_bridge *ug_device_bridge_new(ug_usb_host *h, const char *name, ug_usb_selector *sel,
+                                       const ug_usb_filter *filter);
+void ug_device_bridge_set_events(ug_device_bridge *b, ug_device_bridge_event_fn fn,
+                                 void *user_data);
+/* Looks for a matching device now (a new bridge does this itself). */
+void ug_device_bridge_rescan(ug_device_bridge *b);
+/* Starts a session on t (ownership passes to the bridge in every case).
+ * Returns 0, UG_E_STATE if a session is running (t is freed), or UG_E_USB
+ * when libusbredirhost cannot start (t is freed). */
+int ug_device_bridge_attach(ug_device_bridge *b, ug_transport *t);
+/* 1 while a session runs. */
+int ug_device_bridge_in_session(const ug_device_bridge *b);
+/* 1 and *ret_info when the bridge holds a device. */
+int ug_device_bridge_device(const ug_device_bridge *b, struct ug_usb_device_info *ret_info);
+/* Ends the session, if any (device released); no SESSION_ENDED event. */
+void ug_device_bridge_end_session(ug_device_bridge *b);
+const char *ug_device_bridge_name(const ug_device_bridge *b);
+const char *ug_device_bridge_errmsg(const ug_device_bridge *b);
+void ug_device_bridge_free(ug_device_bridge *b);
+
 
 /* ---- end of areas -------------------------------------------------------- */
 
