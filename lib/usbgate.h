@@ -510,6 +510,86 @@ int ug_render_setup(char *buf, size_t size, const uint8_t setup[8]);
  * returned: unknown values give "unknown". Static storage. */
 const char *ug_render_status_name(uint32_t status);
 
+/* ---- recorder: a usbredir session into the capture outputs --------------- */
+
+/*
+ * The recorder is the data path of architecture.md as one object: usbredir
+ * bytes of one or more sessions, per direction, with timestamps, go through
+ * the session decoder and the transfer tracker into the outputs: the usbmon
+ * pcap, the lossless raw record (link type UG_RAW_LINKTYPE), and text in one
+ * of the ug_render_* forms. usbdump (proxy, live capture, file),
+ * usbredirsrv --pcap and the tests all record through it.
+ *
+ * Each session is one usbredir connection; it gets its own bus/device
+ * address in the usbmon output (bus fixed, devices counted up from the first
+ * device number) so that Wireshark keeps the devices apart.
+ *
+ * Decoding problems never stop a recording: they are counted, reported
+ * through the log callback with the session, direction, offset and numbers,
+ * and decoding goes on where the framing allows. Output write errors are
+ * sticky per output: that output stops, the others go on, and
+ * ug_recorder_finish() returns the first error.
+ */
+typedef struct ug_recorder ug_recorder;
+
+struct ug_recorder_stats {
+	uint64_t packets;        /* usbredir packets decoded, both directions */
+	uint64_t bytes;          /* usbredir bytes fed */
+	uint64_t decode_errors;  /* packets or stretches that could not be decoded */
+	uint64_t gaps;           /* stretches reported missing by the source */
+	uint64_t usbmon_records; /* records written to the usbmon pcap */
+	uint64_t transfers;      /* completed transfers (usbmon completions) */
+	uint32_t sessions;
+};
+
+ug_recorder *ug_recorder_new(void);
+/* Finishes (errors ignored) and frees. Accepts NULL. */
+void ug_recorder_free(ug_recorder *r);
+
+/* Outputs; each is optional. Paths as for ug_pcap_writer_open(). */
+int ug_recorder_open_usbmon(ug_recorder *r, const char *path);
+int ug_recorder_open_raw(ug_recorder *r, const char *path);
+/* Text to out (owned by the caller, kept open until finish) in format. */
+void ug_recorder_set_text(ug_recorder *r, FILE *out, enum ug_render_format format);
+/* Warnings about the decoded sessions (never secrets, never data bytes). */
+void ug_recorder_set_log(ug_recorder *r, ug_log_fn fn, void *user_data);
+/* Bus number and first device number for the usbmon output (default 1, 1). */
+int ug_recorder_set_address(ug_recorder *r, uint16_t bus, uint8_t first_device);
+/* Packet size limit of every session's decoder (default the codec's). */
+int ug_recorder_set_max_packet(ug_recorder *r, uint32_t max);
+
+/*
+ * A new session; label names it in messages and in the text output's
+ * "session N: label" line ("tcp 127.0.0.1:4000 -> 127.0.0.1:5000"). Returns
+ * the session number (1, 2, ...) or a negative UG_E_*.
+ */
+int ug_recorder_add_session(ug_recorder *r, const char *label);
+
+/* For a session that starts after the hellos: the negotiated caps word. */
+int ug_recorder_set_session_caps(ug_recorder *r, int session, uint32_t caps);
+
+/* Bytes of one direction of a session, seen at ts_ns (ns since the epoch).
+ * Returns 0, or the first sticky output error (decoding goes on regardless). */
+int ug_recorder_feed(ug_recorder *r, int session, enum ug_dir dir, const void *data,
+                     size_t len, uint64_t ts_ns);
+
+/* len bytes of dir at the session's current offset were lost (capture
+ * gap): what was being decoded in that direction is dropped and decoding of
+ * that direction stops, reported once. */
+int ug_recorder_gap(ug_recorder *r, int session, enum ug_dir dir, uint64_t len,
+                    uint64_t ts_ns);
+
+/* The session ended at ts_ns: outstanding transfers are completed as
+ * shut down in the usbmon output; an incomplete last packet is reported. */
+int ug_recorder_end_session(ug_recorder *r, int session, uint64_t ts_ns);
+
+/* Ends every session, flushes and closes the outputs; returns 0 or the
+ * first output error (UG_E_NOSPC, UG_E_IO) with ug_recorder_errmsg(). */
+int ug_recorder_finish(ug_recorder *r);
+
+void ug_recorder_get_stats(const ug_recorder *r, struct ug_recorder_stats *ret_stats);
+const char *ug_recorder_errmsg(const ug_recorder *r);
+
 /* ---- capture sources: pcap reader, TCP reassembly ------------------------ */
 
 /*

@@ -1,0 +1,451 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* recorder.c: usbredir sessions through decoder and tracker into usbmon pcap, raw record and text. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+/* Sessions one recorder keeps apart; a capture with more is refused loudly. */
+#define MAX_SESSIONS 1024
+
+struct session {
+	int number;
+	char label[160];
+	ug_usbredir_session *dec;
+	ug_tracker *tracker;
+	ug_usbmon *usbmon;
+	uint64_t last_ts[2];    /* per direction: the time of the last feed */
+	uint64_t fed[2];        /* per direction: bytes fed */
+	int lost[2];            /* per direction: decoding stopped after a gap */
+	int failed;             /* the decoder gave up on the session for good */
+	int ended;
+};
+
+struct output {
+	ug_pcap_writer *w;
+	int error;              /* sticky: 0 or the first write error */
+};
+
+struct ug_recorder {
+	struct session **sessions;
+	int nsessions;
+	int cap_sessions;
+	struct output usbmon, raw;
+	FILE *text;
+	enum ug_render_format text_format;
+	int text_error;
+	ug_log_fn log;
+	void *log_user;
+	uint16_t bus;
+	uint8_t first_device;
+	uint32_t max_packet;
+	int have_t0;
+	uint64_t t0;            /* the first timestamp: text shows time since it */
+	struct ug_recorder_stats stats;
+	int first_error;
+	char errmsg[UG_ERRMSG_SIZE];
+};
+
+static const char *dir_name(enum ug_dir dir)
+{
+	return dir == UG_DIR_G2H ? "guest->host" : "host->guest";
+}
+
+static void logf_(ug_recorder *r, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void logf_(ug_recorder *r, int level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (!r->log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	r->log(level, msg, r->log_user);
+}
+
+UG_EXPORT ug_recorder *ug_recorder_new(void)
+{
+	ug_recorder *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->bus = 1;
+	r->first_device = 1;
+	r->max_packet = UG_USBREDIR_DEFAULT_MAX_PACKET;
+	r->text_format = UG_RENDER_SUMMARY;
+	return r;
+}
+
+static void session_free(struct session *s)
+{
+	if (!s)
+		return;
+	ug_usbredir_session_free(s->dec);
+	ug_tracker_free(s->tracker);
+	ug_usbmon_free(s->usbmon);
+	free(s);
+}
+
+UG_EXPORT void ug_recorder_free(ug_recorder *r)
+{
+	if (!r)
+		return;
+	ug_recorder_finish(r);
+	for (int i = 0; i < r->nsessions; i++)
+		session_free(r->sessions[i]);
+	free(r->sessions);
+	free(r);
+}
+
+static int open_output(ug_recorder *r, struct output *o, const char *path, int linktype)
+{
+	int e;
+
+	if (!path || o->w)
+		return UG_E_INVAL;
+	o->w = ug_pcap_writer_new();
+	if (!o->w)
+		return UG_E_NOMEM;
+	e = ug_pcap_writer_open(o->w, path, linktype);
+	if (e < 0) {
+		ug_errmsg_set(r->errmsg, e, "%s", ug_pcap_writer_errmsg(o->w));
+		ug_pcap_writer_free(o->w);
+		o->w = NULL;
+	}
+	return e;
+}
+
+UG_EXPORT int ug_recorder_open_usbmon(ug_recorder *r, const char *path)
+{
+	return open_output(r, &r->usbmon, path, UG_USBMON_LINKTYPE);
+}
+
+UG_EXPORT int ug_recorder_open_raw(ug_recorder *r, const char *path)
+{
+	return open_output(r, &r->raw, path, UG_RAW_LINKTYPE);
+}
+
+UG_EXPORT void ug_recorder_set_text(ug_recorder *r, FILE *out, enum ug_render_format format)
+{
+	r->text = out;
+	r->text_format = format;
+}
+
+UG_EXPORT void ug_recorder_set_log(ug_recorder *r, ug_log_fn fn, void *user_data)
+{
+	r->log = fn;
+	r->log_user = user_data;
+}
+
+UG_EXPORT int ug_recorder_set_address(ug_recorder *r, uint16_t bus, uint8_t first_device)
+{
+	if (first_device == 0 || first_device > 127)
+		return UG_E_INVAL;
+	r->bus = bus;
+	r->first_device = first_device;
+	return 0;
+}
+
+UG_EXPORT int ug_recorder_set_max_packet(ug_recorder *r, uint32_t max)
+{
+	if (max < 64)
+		return UG_E_INVAL;
+	r->max_packet = max;
+	for (int i = 0; i < r->nsessions; i++)
+		ug_usbredir_session_set_max_packet(r->sessions[i]->dec, max);
+	return 0;
+}
+
+static struct session *get_session(ug_recorder *r, int number)
+{
+	if (number < 1 || number > r->nsessions)
+		return NULL;
+	return r->sessions[number - 1];
+}
+
+UG_EXPORT int ug_recorder_add_session(ug_recorder *r, const char *label)
+{
+	struct session *s;
+	int n = r->nsessions + 1;
+	/* Device numbers run through 1..127 from the first one. */
+	uint8_t dev = (uint8_t)((r->first_device - 1 + (n - 1)) % 127 + 1);
+
+	if (r->nsessions >= MAX_SESSIONS)
+		return ug_errmsg_set(r->errmsg, UG_E_TOOBIG, "session %d: more than %d sessions",
+				     n, MAX_SESSIONS);
+	if (r->nsessions == r->cap_sessions) {
+		int cap = r->cap_sessions ? r->cap_sessions * 2 : 8;
+		struct session **p = realloc(r->sessions, (size_t)cap * sizeof(*p));
+
+		if (!p)
+			return UG_E_NOMEM;
+		r->sessions = p;
+		r->cap_sessions = cap;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return UG_E_NOMEM;
+	s->number = n;
+	snprintf(s->label, sizeof(s->label), "%s", label ? label : "");
+	s->dec = ug_usbredir_session_new();
+	s->tracker = ug_tracker_new();
+	s->usbmon = ug_usbmon_new();
+	if (!s->dec || !s->tracker || !s->usbmon) {
+		session_free(s);
+		return UG_E_NOMEM;
+	}
+	ug_usbredir_session_set_max_packet(s->dec, r->max_packet);
+	ug_usbmon_set_address(s->usbmon, r->bus, dev);
+	r->sessions[r->nsessions++] = s;
+	r->stats.sessions++;
+	if (r->text && r->text_format != UG_RENDER_JSON &&
+	    fprintf(r->text, "session %d: %s (usbmon bus %u device %u)\n", n, s->label,
+		    (unsigned)r->bus, (unsigned)dev) < 0)
+		r->text_error = UG_E_IO;
+	logf_(r, UG_LOG_INFO, "session %d: %s (usbmon bus %u device %u)", n, s->label,
+	      (unsigned)r->bus, (unsigned)dev);
+	return n;
+}
+
+UG_EXPORT int ug_recorder_set_session_caps(ug_recorder *r, int session, uint32_t caps)
+{
+	struct session *s = get_session(r, session);
+
+	if (!s)
+		return UG_E_INVAL;
+	return ug_usbredir_session_set_caps(s->dec, caps);
+}
+
+/* Records an output's first error and says so once; later writes are skipped. */
+static void output_failed(ug_recorder *r, struct output *o, int e, const char *what)
+{
+	o->error = e;
+	if (!r->first_error) {
+		r->first_error = e;
+		ug_errmsg_set(r->errmsg, e, "%s: %s", what, ug_pcap_writer_errmsg(o->w));
+	}
+	logf_(r, UG_LOG_ERROR, "%s output stopped: %s", what, ug_pcap_writer_errmsg(o->w));
+}
+
+static void write_usbmon_events(ug_recorder *r, struct session *s)
+{
+	struct ug_transfer_event ev;
+	struct ug_usbmon_record rec;
+	int e;
+
+	while (ug_tracker_next(s->tracker, &ev) == 1) {
+		if (ev.kind == UG_TRANSFER_NOTICE)
+			logf_(r, UG_LOG_WARNING, "session %d: %s", s->number,
+			      ev.note ? ev.note : "tracker notice");
+		if (ug_usbmon_map(s->usbmon, &ev, &rec) != 1)
+			continue;
+		if (ev.kind == UG_TRANSFER_COMPLETE)
+			r->stats.transfers++;
+		if (!r->usbmon.w || r->usbmon.error)
+			continue;
+		e = ug_pcap_writer_write_usbmon(r->usbmon.w, &rec);
+		if (e < 0)
+			output_failed(r, &r->usbmon, e, "usbmon pcap");
+		else
+			r->stats.usbmon_records++;
+	}
+}
+
+static void record_packet(ug_recorder *r, struct session *s, const struct ug_usbredir_packet *pkt,
+			  uint64_t ts_ns)
+{
+	uint32_t caps = ug_usbredir_session_caps(s->dec);
+	int caps_known = ug_usbredir_session_caps_known(s->dec);
+	int e;
+
+	r->stats.packets++;
+	if (r->raw.w && !r->raw.error) {
+		struct ug_raw_record raw = {
+			.dir = pkt->dir,
+			.ts_ns = ts_ns,
+			.caps = caps,
+			.caps_known = caps_known,
+			.session = (uint32_t)s->number,
+			.bytes = pkt->raw,
+			.len = pkt->raw_len,
+		};
+
+		e = ug_pcap_writer_write_raw(r->raw.w, &raw);
+		if (e < 0)
+			output_failed(r, &r->raw, e, "raw record");
+	}
+	if (r->text && !r->text_error &&
+	    ug_render_packet(r->text, r->text_format, ts_ns - r->t0, (uint32_t)s->number, pkt) < 0)
+		r->text_error = UG_E_IO;
+	ug_tracker_push(s->tracker, pkt, ts_ns);
+	write_usbmon_events(r, s);
+}
+
+/*
+ * Drains both directions: a hello in one direction can make the other's held
+ * bytes decodable, so both are polled until neither yields a packet.
+ */
+static void drain(ug_recorder *r, struct session *s)
+{
+	struct ug_usbredir_packet pkt;
+	int progress = 1;
+
+	while (progress && !s->failed) {
+		progress = 0;
+		for (int d = 0; d < 2; d++) {
+			enum ug_dir dir = (enum ug_dir)d;
+			int e;
+
+			if (s->lost[d])
+				continue;
+			while ((e = ug_usbredir_session_next(s->dec, dir, &pkt)) != 0) {
+				if (e == 1) {
+					record_packet(r, s, &pkt, s->last_ts[d]);
+					progress = 1;
+					continue;
+				}
+				r->stats.decode_errors++;
+				logf_(r, UG_LOG_WARNING, "session %d: %s", s->number,
+				      ug_usbredir_session_errmsg(s->dec));
+				if (e != UG_E_PROTO && e != UG_E_TOOBIG) {
+					/* The decoder cannot go on: the rest is forwarded or
+					 * skipped, not decoded. */
+					s->failed = 1;
+					logf_(r, UG_LOG_WARNING,
+					      "session %d: decoding stops here (%s)", s->number,
+					      ug_strerror(e));
+					break;
+				}
+				progress = 1;
+			}
+		}
+	}
+}
+
+UG_EXPORT int ug_recorder_feed(ug_recorder *r, int session, enum ug_dir dir, const void *data,
+			       size_t len, uint64_t ts_ns)
+{
+	struct session *s = get_session(r, session);
+	int e;
+
+	if (!s || (dir != UG_DIR_G2H && dir != UG_DIR_H2G) || (!data && len))
+		return UG_E_INVAL;
+	if (!r->have_t0) {
+		r->have_t0 = 1;
+		r->t0 = ts_ns;
+	}
+	if (ts_ns < r->t0)
+		ts_ns = r->t0;
+	r->stats.bytes += len;
+	s->last_ts[dir] = ts_ns;
+	s->fed[dir] += len;
+	if (s->failed || s->lost[dir] || s->ended)
+		return r->first_error;
+	e = ug_usbredir_session_feed(s->dec, dir, data, len);
+	if (e < 0) {
+		r->stats.decode_errors++;
+		s->failed = 1;
+		logf_(r, UG_LOG_WARNING, "session %d: %s; decoding stops here", s->number,
+		      ug_usbredir_session_errmsg(s->dec));
+		return r->first_error;
+	}
+	drain(r, s);
+	return r->first_error;
+}
+
+UG_EXPORT int ug_recorder_gap(ug_recorder *r, int session, enum ug_dir dir, uint64_t len,
+			      uint64_t ts_ns)
+{
+	struct session *s = get_session(r, session);
+
+	if (!s || (dir != UG_DIR_G2H && dir != UG_DIR_H2G))
+		return UG_E_INVAL;
+	r->stats.gaps++;
+	if (s->lost[dir] || s->failed)
+		return r->first_error;
+	s->lost[dir] = 1;
+	logf_(r, UG_LOG_WARNING,
+	      "session %d: %s: %llu bytes missing after stream offset %llu; decoding of this "
+	      "direction stops (usbredir has no markers to resynchronise on)",
+	      s->number, dir_name(dir), (unsigned long long)len,
+	      (unsigned long long)ug_usbredir_session_offset(s->dec, dir));
+	(void)ts_ns;
+	return r->first_error;
+}
+
+UG_EXPORT int ug_recorder_end_session(ug_recorder *r, int session, uint64_t ts_ns)
+{
+	struct session *s = get_session(r, session);
+
+	if (!s)
+		return UG_E_INVAL;
+	if (s->ended)
+		return r->first_error;
+	s->ended = 1;
+	for (int d = 0; d < 2 && !s->failed; d++) {
+		uint64_t done = ug_usbredir_session_offset(s->dec, (enum ug_dir)d);
+
+		if (!s->lost[d] && s->fed[d] > done) {
+			r->stats.decode_errors++;
+			logf_(r, UG_LOG_WARNING,
+			      "session %d: %s: the stream ends inside a packet: %llu bytes after "
+			      "offset %llu were not decoded",
+			      s->number, dir_name((enum ug_dir)d),
+			      (unsigned long long)(s->fed[d] - done), (unsigned long long)done);
+		}
+	}
+	if (ts_ns < r->t0)
+		ts_ns = r->t0;
+	ug_tracker_finish(s->tracker, ts_ns);
+	write_usbmon_events(r, s);
+	return r->first_error;
+}
+
+static void close_output(ug_recorder *r, struct output *o, const char *what)
+{
+	int e;
+
+	if (!o->w)
+		return;
+	e = ug_pcap_writer_close(o->w);
+	if (e < 0 && !o->error)
+		output_failed(r, o, e, what);
+	ug_pcap_writer_free(o->w);
+	o->w = NULL;
+}
+
+UG_EXPORT int ug_recorder_finish(ug_recorder *r)
+{
+	uint64_t now = r->t0;
+
+	for (int i = 0; i < r->nsessions; i++)
+		for (int d = 0; d < 2; d++)
+			if (r->sessions[i]->last_ts[d] > now)
+				now = r->sessions[i]->last_ts[d];
+	for (int i = 0; i < r->nsessions; i++)
+		ug_recorder_end_session(r, i + 1, now);
+	close_output(r, &r->usbmon, "usbmon pcap");
+	close_output(r, &r->raw, "raw record");
+	if (r->text && !r->text_error && fflush(r->text) != 0)
+		r->text_error = UG_E_IO;
+	if (r->text_error && !r->first_error) {
+		r->first_error = r->text_error;
+		ug_errmsg_set(r->errmsg, r->text_error, "text output: write error");
+	}
+	return r->first_error;
+}
+
+UG_EXPORT void ug_recorder_get_stats(const ug_recorder *r, struct ug_recorder_stats *ret_stats)
+{
+	*ret_stats = r->stats;
+}
+
+UG_EXPORT const char *ug_recorder_errmsg(const ug_recorder *r)
+{
+	return r->errmsg;
+}
