@@ -965,6 +965,33 @@ static void test_feed_without_drain(void **state)
 	free(str.b);
 }
 
+/* Before the sender's hello, packets decode with no caps, as libusbredirparser does. */
+static void test_before_sender_hello(void **state)
+{
+	ug_usbredir_session *s = ug_usbredir_session_new();
+	struct stream g = { 0 }, h = { 0 };
+	struct ug_usbredir_packet p, out;
+	uint8_t data[3] = { 7, 8, 9 };
+
+	hello_pkt(&p, 0xff);
+	s_enc(&h, 0, &p);
+	assert_int_equal(ug_usbredir_session_feed(s, UG_DIR_H2G, h.b, h.len), 0);
+	assert_int_equal(ug_usbredir_session_next(s, UG_DIR_H2G, &out), 1);
+	mk(&p, usb_redir_bulk_packet, data, 3);
+	p.h.bulk_packet.endpoint = 0x01;
+	p.h.bulk_packet.length = 3;
+	s_enc(&g, 0, &p);
+	assert_int_equal(g.len, 12 + 8 + 3);
+	assert_int_equal(ug_usbredir_session_feed(s, UG_DIR_G2H, g.b, g.len), 0);
+	assert_int_equal(ug_usbredir_session_next(s, UG_DIR_G2H, &out), 1);
+	assert_int_equal(out.type, usb_redir_bulk_packet);
+	assert_int_equal(out.data_len, 3);
+	assert_int_equal(ug_usbredir_session_caps_known(s), 0);
+	ug_usbredir_session_free(s);
+	free(g.b);
+	free(h.b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -988,6 +1015,7 @@ int main(void)
 		cmocka_unit_test(test_encode_errors),
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_feed_without_drain),
+		cmocka_unit_test(test_before_sender_hello),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -603,9 +603,60 @@ struct round_cfg {
 	int packets;
 	int bad_percent;
 	uint32_t max_data;
+	/* The guest's hello is left out: its packets go with no caps and 32-bit ids. */
+	int no_guest_hello;
 };
 
 static unsigned long long total_packets, total_errors;
+
+/*
+ * With UG_WRITE_CORPUS=DIR the generated streams are also written as seeds
+ * for fuzz-usbredir (4 control bytes, then the stream; see fuzz-usbredir.c).
+ */
+static const char *corpus_dir;
+static int seed_no;
+
+static void write_seed(const char *kind, const uint8_t ctl[4], const uint8_t *b, size_t len)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s-%02d", corpus_dir, kind, seed_no);
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(ctl, 1, 4, f), 4);
+	assert_int_equal(fwrite(b, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void write_seeds(const struct bytes *stream, uint32_t gown, uint32_t hown, uint32_t caps,
+			int bad)
+{
+	const char *tag = bad ? "malformed" : "libusbredirparser";
+	char kind[64];
+	uint8_t ctl[4];
+	size_t hello_len = 12 + 64 + 4;
+
+	/* Each direction from its hello, the other side's hello fed by the target. */
+	ctl[0] = (uint8_t)gown;
+	ctl[1] = (uint8_t)hown;
+	ctl[2] = 0;
+	ctl[3] = (uint8_t)seed_no;
+	snprintf(kind, sizeof(kind), "g2h-%s", tag);
+	write_seed(kind, ctl, stream[0].b, stream[0].len);
+	ctl[0] = (uint8_t)hown;
+	ctl[1] = (uint8_t)gown;
+	ctl[2] = 0x02;
+	snprintf(kind, sizeof(kind), "h2g-%s", tag);
+	write_seed(kind, ctl, stream[1].b, stream[1].len);
+	/* The same after the hellos, as a capture that starts mid-stream. */
+	ctl[0] = (uint8_t)caps;
+	ctl[2] = 0x01 | (seed_no % 2 ? 0x02 : 0) | (seed_no % 3 ? 0 : 0x04);
+	snprintf(kind, sizeof(kind), "midstream-%s", tag);
+	const struct bytes *b = &stream[seed_no % 2];
+	write_seed(kind, ctl, b->b + hello_len, b->len - hello_len);
+	seed_no++;
+}
 
 /* Rounds per test: about 150 packets each, a few seconds in all. */
 #define ROUNDS 640
@@ -638,15 +689,23 @@ static void one_round(uint64_t *st, const struct round_cfg *cfg)
 	strcpy(p.h.hello.version, "usbgate diff host");
 	p.h.hello.caps[0] = hown;
 	encode_checked(caps, &p, &htx, &stream[UG_DIR_H2G]);
-	lib_read_all(&gtx, stream[UG_DIR_H2G].b, stream[UG_DIR_H2G].len, 0);
 	lib_read_all(&htx, stream[UG_DIR_G2H].b, stream[UG_DIR_G2H].len, 0);
-	DIFF_ASSERT(lib_caps(gtx.p) == caps && lib_caps(htx.p) == caps,
-		    "negotiation: lib %x/%x, expected %x", lib_caps(gtx.p), lib_caps(htx.p), caps);
+	if (cfg->no_guest_hello) {
+		/* The guest parser never hears from the host, so it sends with no caps. */
+		stream[UG_DIR_G2H].len = 0;
+		caps = 0;
+	} else {
+		lib_read_all(&gtx, stream[UG_DIR_H2G].b, stream[UG_DIR_H2G].len, 0);
+		DIFF_ASSERT(lib_caps(gtx.p) == caps && lib_caps(htx.p) == caps,
+			    "negotiation: lib %x/%x, expected %x", lib_caps(gtx.p),
+			    lib_caps(htx.p), caps);
+	}
 
 	for (int i = 0; i < cfg->packets; i++) {
-		enum ug_dir dir = (enum ug_dir)tg_below(st, 2);
+		enum ug_dir dir = cfg->no_guest_hello ? UG_DIR_G2H : (enum ug_dir)tg_below(st, 2);
 		struct lib *tx = dir == UG_DIR_G2H ? &gtx : &htx;
-		uint32_t receiver = dir == UG_DIR_G2H ? hown : gown;
+		/* Without peer caps libusbredirparser sends no cap-gated types. */
+		uint32_t receiver = cfg->no_guest_hello ? 0 : dir == UG_DIR_G2H ? hown : gown;
 		uint32_t t = tg_random_type(st, dir, receiver);
 		unsigned hdr = tg_cap(caps, usb_redir_cap_64bits_ids) ? 16 : 12;
 
@@ -693,6 +752,9 @@ static void one_round(uint64_t *st, const struct round_cfg *cfg)
 		}
 	}
 
+	if (corpus_dir)
+		write_seeds(stream, gown, hown, caps, cfg->bad_percent);
+
 	/* Receivers: libusbredirparser in each role, random read sizes. */
 	lib_init(&hrx, 1, cfg->hcaps, tg_rand(st));
 	lib_init(&grx, 0, cfg->gcaps, tg_rand(st));
@@ -724,6 +786,7 @@ static void one_round(uint64_t *st, const struct round_cfg *cfg)
 	ours_take(s, UG_DIR_H2G, &o);
 	DIFF_ASSERT(ug_usbredir_session_caps(s) == caps, "session caps %x, expected %x",
 		    ug_usbredir_session_caps(s), caps);
+	DIFF_ASSERT(ug_usbredir_session_caps_known(s) == !cfg->no_guest_hello, "caps_known");
 	for (int dir = 0; dir < 2; dir++)
 		DIFF_ASSERT(ug_usbredir_session_offset(s, (enum ug_dir)dir) <= stream[dir].len,
 			    "offset past the stream");
@@ -783,6 +846,7 @@ static void test_diff_valid_streams(void **state)
 		cfg.packets = 150;
 		cfg.bad_percent = 0;
 		cfg.max_data = cur_round % 8 == 0 ? TG_MAX_DATA : 2048;
+		cfg.no_guest_hello = 0;
 		one_round(&st, &cfg);
 	}
 	print_message("# %llu packets decoded identically (seed %llu)\n", total_packets, cur_seed);
@@ -805,6 +869,7 @@ static void test_diff_malformed_streams(void **state)
 		cfg.packets = 150;
 		cfg.bad_percent = 25;
 		cfg.max_data = 1024;
+		cfg.no_guest_hello = cur_round % 10 == 9;
 		one_round(&st, &cfg);
 	}
 	print_message("# %llu events (%llu of them rejections) identical (seed %llu)\n",
@@ -871,8 +936,30 @@ static void test_diff_over_limit(void **state)
 	lib_free(&hrx);
 }
 
+/* Writes fuzz seeds instead of testing: small streams, some malformed. */
+static int make_corpus(const char *dir)
+{
+	corpus_dir = dir;
+	for (cur_round = 0; cur_round < 16; cur_round++) {
+		uint64_t st = 0xc0de + (uint64_t)cur_round;
+		struct round_cfg cfg;
+
+		cfg.gcaps = cur_round < 4 ? 0xff : (uint32_t)tg_rand(&st) & ALL_CAPS;
+		cfg.hcaps = cur_round < 4 ? 0xff : (uint32_t)tg_rand(&st) & ALL_CAPS;
+		cfg.packets = 24;
+		cfg.bad_percent = cur_round % 4 == 3 ? 30 : 0;
+		cfg.max_data = 256;
+		cfg.no_guest_hello = 0;
+		one_round(&st, &cfg);
+	}
+	return 0;
+}
+
 int main(void)
 {
+	if (getenv("UG_WRITE_CORPUS"))
+		return make_corpus(getenv("UG_WRITE_CORPUS"));
+
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_diff_valid_streams),
 		cmocka_unit_test(test_diff_malformed_streams),
