@@ -327,12 +327,18 @@ UG_EXPORT void ug_usbredir_session_free(ug_usbredir_session *s)
 
 UG_EXPORT int ug_usbredir_session_set_max_packet(ug_usbredir_session *s, uint32_t max)
 {
-	if (!s || max == 0)
+	size_t hold_max;
+
+	/*
+	 * A held packet is at most one header plus max bytes; so is the wait
+	 * buffer. With the sum representable, no later header + length can
+	 * overflow a size_t either.
+	 */
+	if (!s || max == 0 || __builtin_add_overflow((size_t)max, UG_USBREDIR_HDR64, &hold_max))
 		return UG_E_INVAL;
 	s->max_packet = max;
-	/* A held packet is at most one header plus max bytes; so is the wait buffer. */
 	for (int dir = 0; dir < 2; dir++)
-		s->dec[dir].hold.max = (size_t)max + UG_USBREDIR_HDR64;
+		s->dec[dir].hold.max = hold_max;
 	return 0;
 }
 
@@ -389,13 +395,26 @@ static int hold_input(ug_usbredir_session *s, enum ug_dir dir)
 		return 0;
 	r = ug_buf_append(&d->hold, d->in, d->in_len);
 	if (r < 0) {
+		/* The bytes cannot be kept: this direction's stream is broken for good. */
 		d->failed = r == UG_E_TOOBIG ? UG_E_STATE : r;
+		if (r != UG_E_TOOBIG)
+			return ug_errmsg_set(s->errmsg, d->failed,
+					     "%s offset %llu: no memory to hold %zu more bytes",
+					     dir_name(dir), (unsigned long long)d->consumed,
+					     d->in_len);
+		if (!d->ready)
+			return ug_errmsg_set(s->errmsg, d->failed,
+					     "%s offset %llu: %zu bytes held and %zu more fed while "
+					     "the %s's hello is unknown, limit %zu: feed the other "
+					     "direction or set the caps",
+					     dir_name(dir), (unsigned long long)d->consumed,
+					     d->hold.len, d->in_len,
+					     dir == UG_DIR_G2H ? "host" : "guest", d->hold.max);
 		return ug_errmsg_set(s->errmsg, d->failed,
-				     "%s offset %llu: %zu bytes held and %zu more fed while the "
-				     "%s's hello is unknown, limit %zu: feed the other direction "
-				     "or set the caps",
+				     "%s offset %llu: %zu bytes held and %zu more fed without "
+				     "next() in between, limit %zu",
 				     dir_name(dir), (unsigned long long)d->consumed, d->hold.len,
-				     d->in_len, dir == UG_DIR_G2H ? "host" : "guest", d->hold.max);
+				     d->in_len, d->hold.max);
 	}
 	d->in += d->in_len;
 	d->in_len = 0;

@@ -965,6 +965,23 @@ static void test_feed_without_drain(void **state)
 	free(str.b);
 }
 
+/* Feeding without next() in between holds the bytes, but not beyond the limit. */
+static void test_feed_without_next_is_bounded(void **state)
+{
+	ug_usbredir_session *s = session_with(0, 0);
+	uint8_t junk[80];
+
+	memset(junk, 0, sizeof(junk));
+	assert_int_equal(ug_usbredir_session_set_max_packet(s, 100), 0);
+	assert_int_equal(ug_usbredir_session_feed(s, UG_DIR_G2H, junk, sizeof(junk)), 0);
+	assert_int_equal(ug_usbredir_session_feed(s, UG_DIR_G2H, junk, sizeof(junk)), 0);
+	assert_int_equal(ug_usbredir_session_feed(s, UG_DIR_G2H, junk, sizeof(junk)), UG_E_STATE);
+	assert_string_equal(ug_usbredir_session_errmsg(s),
+			    "guest->host offset 80: 80 bytes held and 80 more fed without next() "
+			    "in between, limit 116");
+	ug_usbredir_session_free(s);
+}
+
 /* Before the sender's hello, packets decode with no caps, as libusbredirparser does. */
 static void test_before_sender_hello(void **state)
 {
@@ -1016,6 +1033,7 @@ int main(void)
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_feed_without_drain),
 		cmocka_unit_test(test_before_sender_hello),
+		cmocka_unit_test(test_feed_without_next_is_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
