@@ -173,8 +173,9 @@ int ug_usbredir_session_set_max_packet(ug_usbredir_session *s, uint32_t max);
  * both hellos have been decoded, they decide instead. */
 int ug_usbredir_session_set_caps(ug_usbredir_session *s, uint32_t negotiated_caps);
 
-/* The negotiated capability word: known once both hellos were decoded or the
- * caps were set; until then the caps of hellos seen so far are not combined. */
+/* The negotiated capability word (the intersection of both hellos, where
+ * bulk_streams counts only with ep_info_max_packet_size), or the caps set;
+ * 0 while ug_usbredir_session_caps_known() is 0. */
 uint32_t ug_usbredir_session_caps(const ug_usbredir_session *s);
 /* 1 once the negotiated caps are known (both hellos, or set explicitly). */
 int ug_usbredir_session_caps_known(const ug_usbredir_session *s);

@@ -371,6 +371,11 @@ UG_EXPORT uint64_t ug_usbredir_session_offset(const ug_usbredir_session *s, enum
 	return s->dec[dir].consumed;
 }
 
+size_t ug_usbredir_session_held(const ug_usbredir_session *s, enum ug_dir dir)
+{
+	return s->dec[dir].hold.len;
+}
+
 UG_EXPORT const char *ug_usbredir_session_errmsg(const ug_usbredir_session *s)
 {
 	return s ? s->errmsg : "";

@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "usbgate.h"
+#include "usbredir-codec.h"
 #include "usbredir-testgen.h"
 
 #define CAP(c) (1u << usb_redir_cap_##c)
@@ -315,6 +316,7 @@ static void test_every_type_every_caps(void **state)
 				/* Zero-copy: a packet whole in the buffer is a view into it. */
 				assert_ptr_equal(out.raw, buf);
 				assert_int_equal(out.raw_len, len);
+				assert_int_equal(ug_usbredir_session_held(s, (enum ug_dir)dir), 0);
 				assert_int_equal(ug_usbredir_encode(caps, &out, buf + len, sizeof(buf) - len,
 								    &len2), 0);
 				assert_int_equal(len2, len);
@@ -423,11 +425,14 @@ static void test_split_packet_assembled(void **state)
 	assert_int_equal(ug_usbredir_session_feed(s, UG_DIR_G2H, str.b + 50, str.len - 50), 0);
 	assert_int_equal(ug_usbredir_session_next(s, UG_DIR_G2H, &out), 1);
 	assert_true(out.raw < str.b || out.raw >= str.b + str.len);
+	/* Only the split packet was copied, not the whole one after it. */
+	assert_int_equal(ug_usbredir_session_held(s, UG_DIR_G2H), first);
 	assert_memory_equal(out.raw, str.b, first);
 	assert_int_equal(out.data_len, 100);
 	assert_true(out.offset == 80);
 	assert_int_equal(ug_usbredir_session_next(s, UG_DIR_G2H, &out), 1);
 	assert_ptr_equal(out.raw, str.b + first);
+	assert_int_equal(ug_usbredir_session_held(s, UG_DIR_G2H), 0);
 	assert_true(out.offset == 80 + first);
 	assert_int_equal(ug_usbredir_session_next(s, UG_DIR_G2H, &out), 0);
 	assert_true(ug_usbredir_session_offset(s, UG_DIR_G2H) == 80 + str.len);
@@ -451,6 +456,8 @@ static void test_too_big_is_skipped(void **state)
 	s_raw(&str, 0, usb_redir_reset, 0, 4, NULL, 0);
 	for (size_t i = 0; i < str.len; i++) {
 		assert_int_equal(ug_usbredir_session_feed(s, UG_DIR_G2H, str.b + i, 1), 0);
+		/* Never more than a header is held: the body is not buffered. */
+		assert_true(ug_usbredir_session_held(s, UG_DIR_G2H) < 12);
 		while ((r = ug_usbredir_session_next(s, UG_DIR_G2H, &out)) != 0) {
 			if (r == UG_E_TOOBIG) {
 				errors++;
