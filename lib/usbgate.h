@@ -206,7 +206,7 @@ int ug_usbredir_session_feed(ug_usbredir_session *s, enum ug_dir dir,
  * packets accepted and rejected are libusbredirparser's for the receiving
  * role; docs/usbredir-codec.md lists the rules.
  *
- * A direction's packets after its hello can only be decoded once the other
+ * A direction's packets other than hellos can only be decoded once the other
  * direction's hello was decoded (or the caps were set): until then next()
  * holds the fed bytes (at most one maximal packet, else UG_E_STATE for good)
  * and returns 0. Poll both directions after decoding a hello.
