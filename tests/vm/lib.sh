@@ -23,6 +23,7 @@ UG_VM_DIR=$UG_SRCDIR/tests/vm
 UG_VM_TIMEOUT=${UG_VM_TIMEOUT:-300}
 UG_VM_MEM=${UG_VM_MEM:-256M}
 UG_QEMU=${UG_QEMU:-qemu-system-x86_64}
+UG_TEST_TIMEOUT=${UG_TEST_TIMEOUT:-240}
 export UG_SRCDIR UG_BUILDDIR
 
 _ug_name=$(basename "$0" .sh)
@@ -134,6 +135,10 @@ _ug_cleanup() {
 	for _f in "$UG_VM_WORK"/*.pid; do
 		[ -f "$_f" ] && ug_kill_pidfile "$_f"
 	done
+	if [ -f "$UG_VM_WORK/watchdog-fired" ]; then
+		echo "Bail out! $_ug_name ran longer than UG_TEST_TIMEOUT=${UG_TEST_TIMEOUT}s"
+		_rc=1
+	fi
 	if [ $_ug_tap_failed -gt 0 ] || [ $_rc -ne 0 ] || [ "${UG_VM_KEEP:-0}" = 1 ]; then
 		for _d in "$UG_VM_WORK"/vm-*; do
 			[ -f "$_d/console.log" ] || continue
@@ -150,11 +155,36 @@ _ug_cleanup() {
 trap _ug_cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
+# The whole test is bounded too: after UG_TEST_TIMEOUT seconds (0: never) a
+# watchdog sends TERM to the test, whose EXIT trap then kills everything.
+if [ "$UG_TEST_TIMEOUT" -gt 0 ]; then
+	(
+		trap 'kill $_s 2>/dev/null; exit 0' TERM
+		sleep "$UG_TEST_TIMEOUT" &
+		_s=$!
+		wait $_s || exit 0
+		: >"$UG_VM_WORK/watchdog-fired"
+		kill -TERM $$
+	) </dev/null >/dev/null 2>&1 &
+	echo $! >"$UG_VM_WORK/watchdog.pid"
+fi
+
+# ug_require CMD PACKAGE...: fails the test (Bail out) when a peer is missing.
+ug_require() {
+	while [ $# -ge 2 ]; do
+		command -v "$1" >/dev/null 2>&1 ||
+			tap_bail "$1 not found: install the Debian package $2 (scripts/setup does)"
+		shift 2
+	done
+}
+
 # ---- guest -----------------------------------------------------------------------
 
 # vm_guest: builds or finds the cached base guest; sets UG_VM_KERNEL, UG_VM_INITRD.
 vm_guest() {
 	[ -n "${UG_VM_KERNEL:-}" ] && [ -n "${UG_VM_INITRD:-}" ] && return 0
+	ug_require "$UG_QEMU" qemu-system-x86 python3 python3 busybox busybox-static \
+		usbredirect usbredirect timeout coreutils flock util-linux ldd libc-bin
 	_out=$(sh "$UG_VM_DIR/build-guest.sh" base) || return 1
 	eval "$_out"
 	export UG_VM_KERNEL UG_VM_INITRD
@@ -232,6 +262,10 @@ _vm_env() {
 #                       read it back with vm_port NAME)
 #   --no-listen         the exporter does not listen (it connects out):
 #                       READY is printed at once
+#   --guestfwd PORT     lets the guest connect out to 10.0.2.100:4000, which
+#                       QEMU forwards to 127.0.0.1:PORT on the host (for an
+#                       exporter in client mode, e.g. usbredirect --to
+#                       10.0.2.100:4000, against vm_consumer_start --listen PORT)
 #   --respawn           restart the exporter whenever it exits
 #   --files ITEM        overlay item (prog=, file=, dir=; see build-guest.sh)
 #   --env KEY=VALUE     variable for the guest scripts
@@ -242,9 +276,10 @@ vm_device_start() {
 	_name=$1
 	shift
 	_disk="" _exp="" _id=46f4:0001 _gport=4000 _hport="" _listen=1 _respawn=0
-	_items="" _envs="" _qextra=""
+	_items="" _envs="" _qextra="" _gfwd=""
 	while [ $# -gt 0 ]; do
 		case $1 in
+		--guestfwd) _gfwd=",guestfwd=tcp:10.0.2.100:4000-tcp:127.0.0.1:$2"; shift ;;
 		--disk) _disk=$2; shift ;;
 		--exporter) _exp=$2; shift ;;
 		--id) _id=$2; shift ;;
@@ -279,7 +314,7 @@ $2"; shift ;;
 	# shellcheck disable=SC2086
 	_vm_overlay "$_dir" $_items || return 1
 	set -- \
-		-netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$_hport-:$_gport" \
+		-netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$_hport-:$_gport$_gfwd" \
 		-device virtio-net-pci,netdev=n0,romfile= \
 		-device usb-kbd,bus=xhci.0,id=kbd0 \
 		-chardev null,id=sernull -device usb-serial,bus=xhci.0,chardev=sernull,id=ser0,always-plugged=on

@@ -225,7 +225,10 @@ class Qmp:
     def read(self):
         while b"\n" not in self.buf:
             self.sock.settimeout(max(0.1, self.deadline - time.monotonic()))
-            chunk = self.sock.recv(65536)
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError as e:
+                die("QMP: %s" % e)
             if not chunk:
                 die("QMP: connection closed")
             self.buf += chunk
@@ -250,7 +253,10 @@ def cmd_qmp(args):
         args = args[2:]
     if len(args) < 2:
         die("usage: qmp SOCKET [--timeout S] JSON|HMP-COMMAND...")
-    q = Qmp(args[0], timeout)
+    try:
+        q = Qmp(args[0], timeout)
+    except OSError as e:
+        die("QMP %s: %s" % (args[0], e))
     for c in args[1:]:
         if c.lstrip().startswith("{"):
             ret = q.call(json.loads(c))
