@@ -471,7 +471,9 @@ vm_device_del() { vm_hmp "$1" "device_del $2"; }
 # this names the device, e.g. kbd0).
 vm_input_key() {
 	_ev='{"type": "key", "data": {"down": %s, "key": {"type": "qcode", "data": "%s"}}}'
+	# shellcheck disable=SC2059
 	_dn=$(printf "$_ev" true "$3")
+	# shellcheck disable=SC2059
 	_up=$(printf "$_ev" false "$3")
 	vm_qmp "$1" \
 		"{\"execute\": \"input-send-event\", \"arguments\": {\"device\": \"$2\", \"events\": [$_dn]}}" \
