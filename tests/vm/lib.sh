@@ -419,6 +419,24 @@ vm_wait_for() {
 	done
 }
 
+# vm_wait_count NAME REGEX N SECONDS: waits until N console lines match and
+# prints the Nth (for markers that repeat: a reboot, a respawned exporter).
+vm_wait_count() {
+	_dir=$(vm_dir "$1")
+	_end=$(($(date +%s) + $4))
+	while :; do
+		_c=$(grep -a -c -E -- "$2" "$_dir/console.log" 2>/dev/null)
+		if [ "${_c:-0}" -ge "$3" ]; then
+			ug_since "$(cat "$_dir/start")" >"$_dir/matched-at"
+			grep -a -E -- "$2" "$_dir/console.log" | sed -n "$3p" | tr -d '\r'
+			return 0
+		fi
+		vm_running "$1" || { echo "vm_wait_count $1: VM ended with $_c of $3 /$2/" >&2; return 2; }
+		[ "$(date +%s)" -ge "$_end" ] && { echo "vm_wait_count $1: $_c of $3 /$2/ after $4 s" >&2; return 1; }
+		sleep 0.1
+	done
+}
+
 # vm_lines NAME REGEX: every console line matching REGEX (so far).
 vm_lines() { grep -a -E -- "$2" "$(vm_log "$1")" | tr -d '\r'; }
 
@@ -462,7 +480,20 @@ vm_qmp() {
 vm_hmp() { vm_qmp "$1" "$2"; }
 vm_info_usb() { vm_hmp "$1" "info usb"; }
 vm_sendkey() { vm_hmp "$1" "sendkey $2"; }
-vm_reset() { vm_hmp "$1" "system_reset"; }
+# vm_reset NAME [SECONDS]: a real reset, back to the guest's /init (waits
+# for its next UG-BOOT init line, default 120 s). -no-reboot turns resets
+# into exits, and after a reset SeaBIOS resets the machine twice more itself,
+# so the reboot action stays "reset" until /init runs again, then goes back
+# to "shutdown" so that guest reboots and panics still end QEMU.
+vm_reset() {
+	_n=$(vm_lines "$1" '^UG-BOOT init ' | wc -l)
+	vm_qmp "$1" '{"execute": "set-action", "arguments": {"reboot": "reset"}}' \
+		'{"execute": "system_reset"}' >/dev/null || return 1
+	vm_wait_count "$1" '^UG-BOOT init ' $((_n + 1)) "${2:-120}" >/dev/null
+	_rc=$?
+	vm_qmp "$1" '{"execute": "set-action", "arguments": {"reboot": "shutdown"}}' >/dev/null
+	return $_rc
+}
 vm_device_add() { vm_hmp "$1" "device_add $2"; }
 vm_device_del() { vm_hmp "$1" "device_del $2"; }
 
