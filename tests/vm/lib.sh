@@ -197,8 +197,15 @@ vm_disk_image() { python3 "$UG_VM_DIR/ugvm.py" disk "$1" "$2"; }
 # vm_dir NAME: the VM's directory (console.log, qmp.sock, pid, ...).
 vm_dir() { echo "$UG_VM_WORK/vm-$1"; }
 vm_log() { echo "$UG_VM_WORK/vm-$1/console.log"; }
-# vm_port NAME: the host port forwarded to a device VM's exporter.
-vm_port() { cat "$UG_VM_WORK/vm-$1/hostport"; }
+# vm_port NAME [GUESTPORT]: the host port forwarded to a device VM's exporter
+# (or to GUESTPORT, for ports added with --fwd).
+vm_port() {
+	if [ -n "${2:-}" ]; then
+		cat "$UG_VM_WORK/vm-$1/hostport-$2"
+	else
+		cat "$UG_VM_WORK/vm-$1/hostport"
+	fi
+}
 
 # _vm_overlay DIR ENVFILE ITEM...: builds DIR/overlay.cpio.gz with the guest
 # scripts, /ug/env and the items (see build-guest.sh overlay).
@@ -262,6 +269,8 @@ _vm_env() {
 #                       read it back with vm_port NAME)
 #   --no-listen         the exporter does not listen (it connects out):
 #                       READY is printed at once
+#   --fwd GUESTPORT     forward one more guest port (host port from a free
+#                       one: vm_port NAME GUESTPORT); repeatable
 #   --guestfwd PORT     lets the guest connect out to 10.0.2.100:4000, which
 #                       QEMU forwards to 127.0.0.1:PORT on the host (for an
 #                       exporter in client mode, e.g. usbredirect --to
@@ -276,10 +285,11 @@ vm_device_start() {
 	_name=$1
 	shift
 	_disk="" _exp="" _id=46f4:0001 _gport=4000 _hport="" _listen=1 _respawn=0
-	_items="" _envs="" _qextra="" _gfwd=""
+	_items="" _envs="" _qextra="" _gfwd="" _fwds=""
 	while [ $# -gt 0 ]; do
 		case $1 in
-		--guestfwd) _gfwd=",guestfwd=tcp:10.0.2.100:4000-tcp:127.0.0.1:$2"; shift ;;
+		--guestfwd) _gfwd="$_gfwd,guestfwd=tcp:10.0.2.100:4000-tcp:127.0.0.1:$2"; shift ;;
+		--fwd) _fwds="$_fwds $2"; shift ;;
 		--disk) _disk=$2; shift ;;
 		--exporter) _exp=$2; shift ;;
 		--id) _id=$2; shift ;;
@@ -301,6 +311,12 @@ $2"; shift ;;
 	_dir=$(vm_dir "$_name")
 	mkdir -p "$_dir"
 	echo "$_hport" >"$_dir/hostport"
+	echo "$_hport" >"$_dir/hostport-$_gport"
+	for _gp in $_fwds; do
+		_hp=$(ug_free_port)
+		echo "$_hp" >"$_dir/hostport-$_gp"
+		_gfwd="$_gfwd,hostfwd=tcp:127.0.0.1:$_hp-:$_gp"
+	done
 	: >"$_dir/env"
 	_lp=$_gport
 	[ $_listen = 1 ] || _lp=""
