@@ -26,6 +26,7 @@ if line=$(vm_wait_for con '^UG-ENUM' 120); then
 	tap_is "consumer guest enumerates the disk usbredirect connected out with" "$(vm_field "$line" id)" 46f4:0001
 else
 	tap_fail "consumer guest enumerates the disk usbredirect connected out with"
+	tap_bail "no redirected disk in the consumer guest"
 fi
 line=$(vm_wait_for con '^UG-RESULT sha256=' 120)
 tap_is "sha256 of the whole disk read in the consumer guest equals the image's" \

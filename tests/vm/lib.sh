@@ -228,13 +228,15 @@ _vm_launch() {
 	cat "$UG_VM_INITRD" "$_dir/overlay.cpio.gz" >"$_dir/initrd.gz"
 	_accel="-accel tcg"
 	[ "${UG_VM_KVM:-0}" = 1 ] && _accel="-accel kvm -cpu host"
+	# no_timer_check: on a loaded host a TCG guest can miss the IO-APIC
+	# timer check and panic ("IO-APIC + timer doesn't work!").
 	_klog="quiet loglevel=3"
 	[ -n "${UG_VM_LOGLEVEL:-}" ] && _klog="loglevel=$UG_VM_LOGLEVEL"
 	# shellcheck disable=SC2086
 	set -- $_accel -m "$UG_VM_MEM" -smp 1 -nodefaults -no-user-config \
 		-display none -no-reboot -name "ug-$_name" \
 		-kernel "$UG_VM_KERNEL" -initrd "$_dir/initrd.gz" \
-		-append "console=ttyS0 $_klog panic=-1 ug.role=$_role ${UG_VM_APPEND:-}" \
+		-append "console=ttyS0 $_klog panic=-1 no_timer_check ug.role=$_role ${UG_VM_APPEND:-}" \
 		-serial "file:$_dir/console.log" \
 		-qmp "unix:$_dir/qmp.sock,server=on,wait=off" \
 		-pidfile "$_dir/qemu.pid" \
