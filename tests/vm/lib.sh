@@ -237,7 +237,7 @@ _vm_launch() {
 		-display none -no-reboot -name "ug-$_name" \
 		-kernel "$UG_VM_KERNEL" -initrd "$_dir/initrd.gz" \
 		-append "console=ttyS0 $_klog panic=-1 no_timer_check ug.role=$_role ${UG_VM_APPEND:-}" \
-		-serial "file:$_dir/console.log" \
+		-serial "file:$_dir/console.log" -serial "file:$_dir/ttyS1.out" \
 		-qmp "unix:$_dir/qmp.sock,server=on,wait=off" \
 		-pidfile "$_dir/qemu.pid" \
 		-device qemu-xhci,id=xhci "$@"
@@ -453,6 +453,14 @@ vm_wait_count() {
 		[ "$(date +%s)" -ge "$_end" ] && { echo "vm_wait_count $1: $_c of $3 /$2/ after $4 s" >&2; return 1; }
 		sleep 0.1
 	done
+}
+
+# vm_exported NAME DIR: unpacks into DIR what the guest sent with ug_export
+# (a tar stream on its second serial port, $(vm_dir NAME)/ttyS1.out). Call it
+# after the guest printed UG-EXPORTED (or powered off).
+vm_exported() {
+	mkdir -p "$2"
+	tar -xf "$(vm_dir "$1")/ttyS1.out" -C "$2"
 }
 
 # vm_lines NAME REGEX: every console line matching REGEX (so far).
