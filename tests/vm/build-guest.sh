@@ -57,7 +57,7 @@ pick_kver() {
 			return
 		fi
 	done
-	die "no kernel with /boot/vmlinuz-V and /lib/modules/V: install linux-image-amd64"
+	die "no readable /boot/vmlinuz-V with /lib/modules/V: install linux-image-amd64 (and make /boot/vmlinuz-* readable)"
 }
 
 # Prints the absolute paths of the shared libraries and the loader of an ELF file.
