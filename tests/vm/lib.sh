@@ -225,22 +225,34 @@ _vm_launch() {
 	_role=$2
 	shift 2
 	_dir=$(vm_dir "$_name")
-	cat "$UG_VM_INITRD" "$_dir/overlay.cpio.gz" >"$_dir/initrd.gz"
 	_accel="-accel tcg"
 	[ "${UG_VM_KVM:-0}" = 1 ] && _accel="-accel kvm -cpu host"
 	# no_timer_check: on a loaded host a TCG guest can miss the IO-APIC
 	# timer check and panic ("IO-APIC + timer doesn't work!").
 	_klog="quiet loglevel=3"
 	[ -n "${UG_VM_LOGLEVEL:-}" ] && _klog="loglevel=$UG_VM_LOGLEVEL"
-	# shellcheck disable=SC2086
-	set -- $_accel -m "$UG_VM_MEM" -smp 1 -nodefaults -no-user-config \
-		-display none -no-reboot -name "ug-$_name" \
-		-kernel "$UG_VM_KERNEL" -initrd "$_dir/initrd.gz" \
-		-append "console=ttyS0 $_klog panic=-1 no_timer_check ug.role=$_role ${UG_VM_APPEND:-}" \
-		-serial "file:$_dir/console.log" -serial "file:$_dir/ttyS1.out" \
-		-qmp "unix:$_dir/qmp.sock,server=on,wait=off" \
-		-pidfile "$_dir/qemu.pid" \
-		-device qemu-xhci,id=xhci "$@"
+	if [ "$_role" = bios ]; then
+		# No guest OS: SeaBIOS's own log (it enumerates USB keyboards and
+		# disks at start) goes to the console file through the debug port.
+		# shellcheck disable=SC2086
+		set -- $_accel -m "$UG_VM_MEM" -smp 1 -nodefaults -no-user-config \
+			-display none -no-reboot -name "ug-$_name" \
+			-debugcon "file:$_dir/console.log" -global isa-debugcon.iobase=0x402 \
+			-qmp "unix:$_dir/qmp.sock,server=on,wait=off" \
+			-pidfile "$_dir/qemu.pid" \
+			-device qemu-xhci,id=xhci "$@"
+	else
+		cat "$UG_VM_INITRD" "$_dir/overlay.cpio.gz" >"$_dir/initrd.gz"
+		# shellcheck disable=SC2086
+		set -- $_accel -m "$UG_VM_MEM" -smp 1 -nodefaults -no-user-config \
+			-display none -no-reboot -name "ug-$_name" \
+			-kernel "$UG_VM_KERNEL" -initrd "$_dir/initrd.gz" \
+			-append "console=ttyS0 $_klog panic=-1 no_timer_check ug.role=$_role ${UG_VM_APPEND:-}" \
+			-serial "file:$_dir/console.log" -serial "file:$_dir/ttyS1.out" \
+			-qmp "unix:$_dir/qmp.sock,server=on,wait=off" \
+			-pidfile "$_dir/qemu.pid" \
+			-device qemu-xhci,id=xhci "$@"
+	fi
 	echo "$UG_QEMU $*" >"$_dir/cmdline"
 	ug_now >"$_dir/start"
 	: >"$_dir/console.log"
@@ -355,13 +367,21 @@ $2"; shift ;;
 #   --script NAME|PATH  guest script: storage, kbd (tests/vm/guest/NAME.sh),
 #                       a path, or none (default storage)
 #   --files ITEM, --env KEY=VALUE, --qemu "ARGS"  as for vm_device_start
+#   --bios-only         no Linux guest: SeaBIOS alone enumerates a keyboard
+#                       or disk (seconds, real control and bulk traffic); its
+#                       log is the console ("USB keyboard initialized",
+#                       "USB MSC vendor=..."); the redirection must be there
+#                       at start (--connect/--listen/--spice), and the VM
+#                       runs until vm_stop
 # The guest powers off when the script ends (UG-DONE rc=N).
 vm_consumer_start() {
 	_name=$1
 	shift
 	_chr="" _spice="" _sopts="" _pcap="" _script=storage _items="" _envs="" _qextra=""
+	_bios=0
 	while [ $# -gt 0 ]; do
 		case $1 in
+		--bios-only) _bios=1 ;;
 		--connect) _chr="socket,id=ur,host=127.0.0.1,port=$2"; shift ;;
 		--listen) _chr="socket,id=ur,host=127.0.0.1,port=$2,server=on,wait=off"; shift ;;
 		--spice) _spice=$2; _chr="spicevmc,id=ur,name=usbredir"; shift ;;
@@ -376,22 +396,24 @@ $2"; shift ;;
 		esac
 		shift
 	done
-	vm_guest || return 1
 	_dir=$(vm_dir "$_name")
 	mkdir -p "$_dir"
-	: >"$_dir/env"
-	(
-		IFS='
+	if [ $_bios = 0 ]; then
+		vm_guest || return 1
+		: >"$_dir/env"
+		(
+			IFS='
 '
-		for _kv in $_envs; do _vm_env "$_dir/env" "$_kv"; done
-	)
-	case $_script in
-	none) : >"$_dir/run" ;;
-	*/*) cp "$_script" "$_dir/run" ;;
-	*) echo ". /ug/guest/$_script.sh" >"$_dir/run" ;;
-	esac
-	# shellcheck disable=SC2086
-	_vm_overlay "$_dir" $_items || return 1
+			for _kv in $_envs; do _vm_env "$_dir/env" "$_kv"; done
+		)
+		case $_script in
+		none) : >"$_dir/run" ;;
+		*/*) cp "$_script" "$_dir/run" ;;
+		*) echo ". /ug/guest/$_script.sh" >"$_dir/run" ;;
+		esac
+		# shellcheck disable=SC2086
+		_vm_overlay "$_dir" $_items || return 1
+	fi
 	set --
 	if [ -n "$_spice" ]; then
 		set -- -spice "port=$_spice,addr=127.0.0.1,disable-ticketing=on$_sopts"
@@ -399,8 +421,10 @@ $2"; shift ;;
 	if [ -n "$_chr" ]; then
 		set -- "$@" -chardev "$_chr" -device "usb-redir,chardev=ur,id=redir0,bus=xhci.0$_pcap"
 	fi
+	_role=consumer
+	[ $_bios = 1 ] && _role=bios
 	# shellcheck disable=SC2086
-	_vm_launch "$_name" consumer "$@" $_qextra
+	_vm_launch "$_name" $_role "$@" $_qextra
 }
 
 # ---- watching and driving a VM -------------------------------------------------
