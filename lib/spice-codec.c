@@ -389,6 +389,15 @@ int ug_spice_dec_feed(ug_spice_dec *d, const void *buf, size_t len)
 	return 0;
 }
 
+size_t ug_spice_dec_unfeed(ug_spice_dec *d)
+{
+	size_t n = d->in_len;
+
+	d->in = NULL;
+	d->in_len = 0;
+	return n;
+}
+
 uint64_t ug_spice_dec_offset(const ug_spice_dec *d)
 {
 	return d->offset;
@@ -936,6 +945,11 @@ int ug_spice_conn_dec_feed(ug_spice_conn_dec *d, int from_server, const void *bu
 		ug_errmsg_set(d->err, r, "%s: %.200s", s ? "server" : "client",
 		              ug_spice_dec_errmsg(d->dec[s]));
 	return r;
+}
+
+size_t ug_spice_conn_dec_unfeed(ug_spice_conn_dec *d, int from_server)
+{
+	return ug_spice_dec_unfeed(d->dec[!!from_server]);
 }
 
 int ug_spice_conn_dec_mini(const ug_spice_conn_dec *d)

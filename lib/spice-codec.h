@@ -164,6 +164,14 @@ int ug_spice_dec_feed(ug_spice_dec *d, const void *buf, size_t len);
  */
 int ug_spice_dec_next(ug_spice_dec *d, struct ug_spice_unit *ret_unit);
 
+/*
+ * Gives back the fed bytes not consumed yet (they are forgotten: the caller
+ * feeds them again later) and returns their count. For callers whose buffer
+ * does not outlive the call, when next() returned 0 with bytes left (a
+ * direction waiting for the other one).
+ */
+size_t ug_spice_dec_unfeed(ug_spice_dec *d);
+
 uint64_t ug_spice_dec_offset(const ug_spice_dec *d);
 const char *ug_spice_dec_errmsg(const ug_spice_dec *d);
 
@@ -334,6 +342,8 @@ int ug_spice_conn_dec_feed(ug_spice_conn_dec *d, int from_server, const void *bu
  */
 int ug_spice_conn_dec_next(ug_spice_conn_dec *d, int from_server,
                            struct ug_spice_conn_event *ret_ev);
+/* As ug_spice_dec_unfeed() for one direction. */
+size_t ug_spice_conn_dec_unfeed(ug_spice_conn_dec *d, int from_server);
 /* 1 while from_server's direction waits for the other direction's link. */
 int ug_spice_conn_dec_waiting(const ug_spice_conn_dec *d, int from_server);
 /* After the link: the channel (from the link message) and the header size. */
