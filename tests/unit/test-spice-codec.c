@@ -350,7 +350,7 @@ static void test_dec_too_big_resyncs(void **state)
 
 static void test_dec_size_ffffffff(void **state)
 {
-	uint8_t s[16];
+	uint8_t s[UG_SPICE_FULL_HEADER_SIZE];
 	struct ug_spice_unit u;
 	ug_spice_dec *d = ug_spice_dec_new(UG_SPICE_UNIT_FULL, 0);
 
