@@ -44,6 +44,8 @@ struct probe {
 	int attach_id;
 	int link_only;
 	int lz4;
+	int reconnect;
+	unsigned sessions;
 	const char *record_dir;
 	struct chan ch[MAX_CH];
 	unsigned nch;
@@ -524,15 +526,15 @@ static void on_closed(ug_transport *t, int error, const char *message, void *use
 	struct chan *ch = user_data;
 
 	out("CHANNEL_CLOSED %u %d %s", ch->id, error, message);
-	if (ch->p->exit_code < 0 && !ch->hello) {
+	if (ch->p->exit_code < 0 && !ch->hello && !ch->p->reconnect) {
 		fprintf(stderr, "probe: %s\n", message);
 		quit(ch->p, exit_code_for(error));
 	}
 }
 
-static void open_all(struct probe *p)
+static void open_all(struct probe *p, unsigned from)
 {
-	for (unsigned i = 0; i < p->nch; i++) {
+	for (unsigned i = from; i < p->nch; i++) {
 		struct chan *ch = &p->ch[i];
 		int r = ug_spice_client_open_usbredir(p->c, ch->id, &ch->t);
 
@@ -551,7 +553,9 @@ static void open_all(struct probe *p)
 
 static void on_connected(ug_spice_client *c, void *user_data)
 {
-	out("CONNECTED session=0x%08x", ug_spice_client_session_id(c));
+	struct probe *p = user_data;
+
+	out("CONNECTED session=0x%08x count=%u", ug_spice_client_session_id(c), ++p->sessions);
 }
 
 static void on_channel_added(ug_spice_client *c, unsigned id, void *user_data)
@@ -559,17 +563,20 @@ static void on_channel_added(ug_spice_client *c, unsigned id, void *user_data)
 	struct probe *p = user_data;
 
 	out("CHANNEL usbredir %u", id);
-	if (p->nch < MAX_CH) {
-		p->ch[p->nch].p = p;
-		p->ch[p->nch].id = id;
-		p->nch++;
-	}
+	if (p->nch >= MAX_CH)
+		return;
+	p->ch[p->nch].p = p;
+	p->ch[p->nch].id = id;
+	p->nch++;
 	if (p->nch == p->want_channels) {
 		if (p->link_only) {
 			quit(p, 0);
 			return;
 		}
-		open_all(p);
+		open_all(p, 0);
+	} else if (p->nch > p->want_channels && !p->link_only) {
+		/* A hot-plugged channel: opened like the first ones. */
+		open_all(p, p->nch - 1);
 	}
 }
 
@@ -578,12 +585,43 @@ static void on_channel_removed(ug_spice_client *c, unsigned id, void *user_data)
 	out("CHANNEL_REMOVED %u", id);
 }
 
+static void forget_channels(struct probe *p)
+{
+	for (unsigned i = 0; i < p->nch; i++) {
+		ug_transport_free(p->ch[i].t);
+		if (p->ch[i].parser)
+			usbredirparser_destroy(p->ch[i].parser);
+		if (p->ch[i].in)
+			g_byte_array_free(p->ch[i].in, TRUE);
+		memset(&p->ch[i], 0, sizeof(p->ch[i]));
+	}
+	p->nch = 0;
+	p->hellos = 0;
+}
+
+static gboolean do_reconnect(gpointer user_data)
+{
+	struct probe *p = user_data;
+
+	if (ug_spice_client_connect(p->c) < 0) {
+		fprintf(stderr, "probe: %s\n", ug_spice_client_errmsg(p->c));
+		quit(p, 1);
+	}
+	return G_SOURCE_REMOVE;
+}
+
 static void on_disconnected(ug_spice_client *c, int error, const char *message, void *user_data)
 {
 	struct probe *p = user_data;
 
 	out("DISCONNECTED %d %s", error, message);
 	fprintf(stderr, "probe: %s\n", message);
+	if (p->reconnect) {
+		/* The reconnect hook: the same client connects again, the devices are re-attached. */
+		forget_channels(p);
+		g_timeout_add(300, do_reconnect, p);
+		return;
+	}
 	quit(p, error ? exit_code_for(error) : 0);
 }
 
@@ -719,7 +757,7 @@ static void usage(void)
 	        "usage: spice-client-probe --uri URI [--password-file F | --password-env VAR]\n"
 	        "       [--ca-file F] [--host-subject S] [--no-verify] [--channels N]\n"
 	        "       [--attach ID] [--link-only] [--no-lz4] [--record DIR] [--timeout SEC]\n"
-	        "       [--no-stdin]\n");
+	        "       [--no-stdin] [--reconnect]\n");
 }
 
 int main(int argc, char **argv)
@@ -738,6 +776,7 @@ int main(int argc, char **argv)
 		{ "record", required_argument, NULL, 'r' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "no-stdin", no_argument, NULL, 'i' },
+		{ "reconnect", no_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ug_spice_client_callbacks cb = {
@@ -798,6 +837,9 @@ int main(int argc, char **argv)
 		case 'i':
 			use_stdin = 0;
 			break;
+		case 'R':
+			p.reconnect = 1;
+			break;
 		default:
 			usage();
 			return 2;
@@ -825,13 +867,7 @@ int main(int argc, char **argv)
 	g_main_loop_run(p.loop);
 	out("STATS vmc_sent=%u lz4_sent=%u vmc_received=%u lz4_received=%u", p.vmc_sent, p.lz4_sent,
 	    p.vmc_received, p.lz4_received);
-	for (unsigned i = 0; i < p.nch; i++) {
-		ug_transport_free(p.ch[i].t);
-		if (p.ch[i].parser)
-			usbredirparser_destroy(p.ch[i].parser);
-		if (p.ch[i].in)
-			g_byte_array_free(p.ch[i].in, TRUE);
-	}
+	forget_channels(&p);
 	ug_spice_client_free(p.c);
 	for (int k = 0; k < 2; k++) {
 		for (unsigned i = 0; i <= MAX_CH; i++) {

@@ -60,7 +60,7 @@ if [ ! -x "$probe" ]; then
 	exit 1
 fi
 
-echo "1..21"
+echo "1..27"
 
 free_port() {
 	while :; do
@@ -77,6 +77,17 @@ wait_for() {
 	i=0
 	while [ "$i" -lt $(($3 * 10)) ]; do
 		grep -Eq "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
+}
+
+# wait_count FILE PATTERN N SECONDS: until at least N lines of FILE match.
+wait_count() {
+	i=0
+	while [ "$i" -lt $(($4 * 10)) ]; do
+		[ "$(grep -Ec "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
 		sleep 0.1
 		i=$((i + 1))
 	done
@@ -144,7 +155,7 @@ run_probe() {
 
 pa=$(free_port)
 start_qemu a "port=$pa,addr=127.0.0.1,disable-ticketing=on"
-start_probe a --uri "spice://127.0.0.1:$pa" --attach 0 --timeout 100 --record "$tmp"
+start_probe a --uri "spice://127.0.0.1:$pa" --attach 0 --timeout 100 --record "$tmp" --reconnect
 check "link and channel list: both usbredir channels announced" \
 	'wait_for $tmp/a.out "^CHANNEL usbredir 0" 15 && wait_for $tmp/a.out "^CHANNEL usbredir 1" 5' \
 	-- "$tmp/a.out" "$tmp/a.err"
@@ -179,6 +190,31 @@ i=0
 while [ "$i" -lt 50 ] && [ "$(usb_speed a redir0)" != "1.5" ]; do sleep 0.1; i=$((i + 1)); done
 check "info usb: detach removes the device (redir0 back to 1.5 Mb/s)" \
 	'[ "$(usb_speed a redir0)" = "1.5" ]' -- "$tmp/a.out"
+# A hot-plugged usb-redir device brings one more channel in a later channel list.
+hmp a "chardev-add spicevmc,id=ur2,name=usbredir" >/dev/null
+hmp a "device_add usb-redir,chardev=ur2,bus=xhci.0,id=redir2" >/dev/null
+check "hot-plugged usb-redir: channel 2 announced in a later channel list" \
+	'wait_for $tmp/a.out "^CHANNEL usbredir 2" 10' -- "$tmp/a.out" "$tmp/a.err"
+check "QEMU's hello through the hot-plugged channel" \
+	'wait_for $tmp/a.out "^HELLO 2 qemu usb-redir guest" 10' -- "$tmp/a.out" "$tmp/a.err"
+hmp a "device_del redir2" >/dev/null
+check "device_del: the channel's connection closes, reported as channel removed" \
+	'wait_for $tmp/a.out "^CHANNEL_REMOVED 2" 10' -- "$tmp/a.out" "$tmp/a.err"
+
+# The VM restarts: the same client reconnects (the caller's policy) and re-attaches.
+kill "$qemu_pid_a" 2>/dev/null
+wait "$qemu_pid_a" 2>/dev/null
+check "server gone: the session ends with a disconnected callback" \
+	'wait_for $tmp/a.out "^DISCONNECTED" 10' -- "$tmp/a.out" "$tmp/a.err"
+start_qemu a "port=$pa,addr=127.0.0.1,disable-ticketing=on"
+check "reconnected to the restarted VM: a new session, both channels again" \
+	'wait_for $tmp/a.out "count=2" 20 && wait_count $tmp/a.out "^HELLO 0 " 2 10 && wait_count $tmp/a.out "^HELLO 1 " 2 5' \
+	-- "$tmp/a.out" "$tmp/a.err"
+i=0
+while [ "$i" -lt 100 ] && [ "$(usb_speed a redir0)" != "12" ]; do sleep 0.1; i=$((i + 1)); done
+check "the device is attached again on the restarted VM (redir0 at 12 Mb/s)" \
+	'[ "$(usb_speed a redir0)" = "12" ] && [ "$(grep -c "^DEVICE_SENT 0" $tmp/a.out)" -eq 2 ]' \
+	-- "$tmp/a.out" "$tmp/a.err"
 echo quit >&9
 exec 9>&-
 wait "$probe_pid_a"
