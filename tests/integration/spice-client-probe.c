@@ -755,7 +755,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 	        "usage: spice-client-probe --uri URI [--password-file F | --password-env VAR]\n"
-	        "       [--ca-file F] [--host-subject S] [--no-verify] [--channels N]\n"
+	        "       [--ca-file F] [--host-subject S] [--pubkey F] [--no-verify] [--channels N]\n"
 	        "       [--attach ID] [--link-only] [--no-lz4] [--record DIR] [--timeout SEC]\n"
 	        "       [--no-stdin] [--reconnect]\n");
 }
@@ -768,6 +768,7 @@ int main(int argc, char **argv)
 		{ "password-env", required_argument, NULL, 'e' },
 		{ "ca-file", required_argument, NULL, 'c' },
 		{ "host-subject", required_argument, NULL, 's' },
+		{ "pubkey", required_argument, NULL, 'K' },
 		{ "no-verify", no_argument, NULL, 'k' },
 		{ "channels", required_argument, NULL, 'n' },
 		{ "attach", required_argument, NULL, 'a' },
@@ -812,6 +813,9 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			r = ug_spice_client_set_host_subject(p.c, optarg);
+			break;
+		case 'K':
+			r = ug_spice_client_set_pubkey_file(p.c, optarg);
 			break;
 		case 'k':
 			ug_spice_client_set_verify(p.c, 0);

@@ -60,7 +60,7 @@ if [ ! -x "$probe" ]; then
 	exit 1
 fi
 
-echo "1..27"
+echo "1..30"
 
 free_port() {
 	while :; do
@@ -242,6 +242,10 @@ run_probe b3 --uri "spice://127.0.0.1:$pb" --password-file "$tmp/pw-bad" --link-
 check "wrong password: exit code 3 and 'permission denied: wrong password' (rc=$rc)" \
 	'[ "$rc" -eq 3 ] && grep -q "permission denied: wrong password" $tmp/b3.err' \
 	-- "$tmp/b3.out" "$tmp/b3.err"
+hmp b "expire_password spice now" >/dev/null
+run_probe b4 --uri "spice://127.0.0.1:$pb" --password-file "$tmp/pw-good" --link-only
+check "expired password: exit code 3, the message names expiry (rc=$rc)" \
+	'[ "$rc" -eq 3 ] && grep -q "password has expired" $tmp/b4.err' -- "$tmp/b4.out" "$tmp/b4.err"
 check "the password appears in no message" \
 	'! grep -q "battery\|correct horse" $tmp/b3.err $tmp/b3.out $tmp/b1.err' -- "$tmp/b3.err"
 kill "$qemu_pid_b" 2>/dev/null
@@ -282,6 +286,15 @@ check "TLS with a wrong CA: exit code 4 and 'certificate verification failed' (r
 run_probe c4 --uri "spice://127.0.0.1:$pc" --timeout 20
 check "plain link to the TLS-only channel without a TLS port: 'need secured' in words, exit 4 (rc=$rc)" \
 	'[ "$rc" -eq 4 ] && grep -q "need secured" $tmp/c4.err' -- "$tmp/c4.out" "$tmp/c4.err"
+openssl x509 -in "$pki/server-cert.pem" -pubkey -noout >"$tmp/server-pub.pem"
+openssl x509 -in "$pki/ca-cert.pem" -pubkey -noout >"$tmp/ca-pub.pem"
+run_probe c6 --uri "spice+tls://127.0.0.1:$tc" --pubkey "$tmp/server-pub.pem" --link-only
+check "TLS with the server's public key pinned (no CA given): linked" '[ "$rc" -eq 0 ]' \
+	-- "$tmp/c6.out" "$tmp/c6.err"
+run_probe c7 --uri "spice+tls://127.0.0.1:$tc" --pubkey "$tmp/ca-pub.pem" --link-only
+check "TLS with another key pinned: exit code 4, 'does not match the pinned key' (rc=$rc)" \
+	'[ "$rc" -eq 4 ] && grep -q "does not match the pinned key" $tmp/c7.err' \
+	-- "$tmp/c7.out" "$tmp/c7.err"
 run_probe c5 --uri "spice+tls://127.0.0.1:$tc" --ca-file "$pki/ca-cert.pem" \
 	--host-subject "O=someone else,CN=127.0.0.1" --link-only
 check "TLS with a wrong host subject: exit code 4 (rc=$rc)" \
