@@ -65,7 +65,8 @@ const char *ug_spice_link_error_str(uint32_t error)
 	case SPICE_LINK_ERR_PERMISSION_DENIED:
 		return "permission denied: wrong password, or the password has expired";
 	case SPICE_LINK_ERR_BAD_CONNECTION_ID:
-		return "bad connection id: the session is gone (server restarted or another client took over)";
+		return "bad connection id: the session is gone (server restarted or another client "
+		       "took over)";
 	case SPICE_LINK_ERR_CHANNEL_NOT_AVAILABLE:
 		return "channel not available";
 	default:
@@ -150,8 +151,8 @@ static int caps_decode(const char *what, const uint8_t *body, size_t len, size_t
 	uint64_t bytes = words * 4;
 
 	if (caps_offset < fixed || caps_offset > len)
-		return fail(err, UG_E_PROTO, "%s caps_offset %u outside %zu..%zu", what, caps_offset,
-		            fixed, len);
+		return fail(err, UG_E_PROTO, "%s caps_offset %u outside %zu..%zu", what,
+		            caps_offset, fixed, len);
 	if (bytes > len - caps_offset)
 		return fail(err, UG_E_PROTO,
 		            "%s claims %u common + %u channel caps (%llu bytes) at offset %u, "
@@ -436,8 +437,8 @@ static int parse_header(ug_spice_dec *d, const uint8_t *p, struct ug_spice_unit 
 		                                detail);
 		if (r < 0) {
 			/* The link phase has no resync point: a bad link header ends the stream. */
-			ug_errmsg_set(d->err, 0, "offset %llu: %.200s", (unsigned long long)u->offset,
-			              detail);
+			ug_errmsg_set(d->err, 0, "offset %llu: %.200s",
+			              (unsigned long long)u->offset, detail);
 			d->dead = 1;
 			d->dead_code = UG_E_PROTO;
 			return UG_E_PROTO;
@@ -791,11 +792,12 @@ int ug_spice_vmc_decompress(const uint8_t *body, size_t len, uint32_t limit,
 	int n, r;
 
 	if (len < UG_SPICE_VMC_COMPRESSED_HEADER)
-		return fail(err, UG_E_PROTO, "COMPRESSED_DATA has %zu bytes, needs at least %u", len,
-		            UG_SPICE_VMC_COMPRESSED_HEADER);
+		return fail(err, UG_E_PROTO, "COMPRESSED_DATA has %zu bytes, needs at least %u",
+		            len, UG_SPICE_VMC_COMPRESSED_HEADER);
 	if (body[0] != SPICE_DATA_COMPRESSION_TYPE_LZ4)
-		return fail(err, UG_E_UNSUPPORTED, "COMPRESSED_DATA compression type %u, only LZ4 (%u)",
-		            body[0], SPICE_DATA_COMPRESSION_TYPE_LZ4);
+		return fail(err, UG_E_UNSUPPORTED,
+		            "COMPRESSED_DATA compression type %u, only LZ4 (%u)", body[0],
+		            SPICE_DATA_COMPRESSION_TYPE_LZ4);
 	usize = ug_get_le32(body + 1);
 	csize = len - UG_SPICE_VMC_COMPRESSED_HEADER;
 	if (usize > limit || usize > LZ4_MAX_INPUT_SIZE)
@@ -822,7 +824,8 @@ int ug_spice_vmc_decompress(const uint8_t *body, size_t len, uint32_t limit,
 		            csize, usize);
 	if ((uint32_t)n != usize)
 		return fail(err, UG_E_PROTO,
-		            "COMPRESSED_DATA: LZ4 block gave %d bytes, header claimed %u", n, usize);
+		            "COMPRESSED_DATA: LZ4 block gave %d bytes, header claimed %u", n,
+		            usize);
 	ug_buf_commit(out, usize);
 	return 0;
 }
@@ -844,7 +847,8 @@ int ug_spice_vmc_append(struct ug_buf *out, int mini, uint64_t *serial, int lz4,
 		int c = 0;
 
 		if (lz4 && n > UG_SPICE_COMPRESS_THRESHOLD) {
-			size_t bound = (size_t)LZ4_compressBound((int)n) + UG_SPICE_VMC_COMPRESSED_HEADER;
+			size_t bound =
+			        (size_t)LZ4_compressBound((int)n) + UG_SPICE_VMC_COMPRESSED_HEADER;
 
 			if (bound > tmp_size) {
 				uint8_t *t = realloc(tmp, bound);
@@ -856,15 +860,16 @@ int ug_spice_vmc_append(struct ug_buf *out, int mini, uint64_t *serial, int lz4,
 				tmp = t;
 				tmp_size = bound;
 			}
-			c = LZ4_compress_default((const char *)p,
-			                         (char *)tmp + UG_SPICE_VMC_COMPRESSED_HEADER, (int)n,
-			                         (int)(tmp_size - UG_SPICE_VMC_COMPRESSED_HEADER));
+			c = LZ4_compress_default(
+			        (const char *)p, (char *)tmp + UG_SPICE_VMC_COMPRESSED_HEADER,
+			        (int)n, (int)(tmp_size - UG_SPICE_VMC_COMPRESSED_HEADER));
 		}
 		if (c > 0 && (size_t)c + UG_SPICE_VMC_COMPRESSED_HEADER < n) {
 			tmp[0] = SPICE_DATA_COMPRESSION_TYPE_LZ4;
 			ug_put_le32(tmp + 1, (uint32_t)n);
-			r = ug_spice_msg_append(out, mini, serial, SPICE_MSGC_SPICEVMC_COMPRESSED_DATA,
-			                        tmp, (size_t)c + UG_SPICE_VMC_COMPRESSED_HEADER);
+			r = ug_spice_msg_append(out, mini, serial,
+			                        SPICE_MSGC_SPICEVMC_COMPRESSED_DATA, tmp,
+			                        (size_t)c + UG_SPICE_VMC_COMPRESSED_HEADER);
 		} else {
 			r = ug_spice_msg_append(out, mini, serial, SPICE_MSGC_SPICEVMC_DATA, p, n);
 		}
@@ -1071,7 +1076,8 @@ int ug_spice_conn_dec_next(ug_spice_conn_dec *d, int from_server,
 			ev.kind = UG_SPICE_EV_LINK_MESS;
 			d->stage[s] = ST_WAIT_REPLY;
 		} else {
-			r = ug_spice_link_reply_decode(ev.unit.body, ev.unit.size, &ev.reply, detail);
+			r = ug_spice_link_reply_decode(ev.unit.body, ev.unit.size, &ev.reply,
+			                               detail);
 			if (r < 0)
 				return conn_dec_fail(d, s, r, "%.180s", detail);
 			d->reply = ev.reply;
@@ -1090,8 +1096,8 @@ int ug_spice_conn_dec_next(ug_spice_conn_dec *d, int from_server,
 		ev.value = ug_get_le32(ev.unit.body);
 		if (ev.value != SPICE_COMMON_CAP_AUTH_SPICE) {
 			/* SASL would follow: its exchange is not decoded. */
-			conn_dec_fail(d, s, UG_E_UNSUPPORTED, "auth mechanism %u (only 1, ticket, is decoded)",
-			              ev.value);
+			conn_dec_fail(d, s, UG_E_UNSUPPORTED,
+			              "auth mechanism %u (only 1, ticket, is decoded)", ev.value);
 			*ret_ev = ev;
 			return 1;
 		}

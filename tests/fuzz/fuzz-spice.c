@@ -76,13 +76,15 @@ static void run_connection(const uint8_t *data, size_t size, struct ug_buf *vmc)
 				size_t left;
 				int r;
 
-				if (q[s].len == 0 || ug_spice_conn_dec_feed(d, s, ug_buf_peek(&q[s]), q[s].len) < 0)
+				if (q[s].len == 0 ||
+				    ug_spice_conn_dec_feed(d, s, ug_buf_peek(&q[s]), q[s].len) < 0)
 					continue;
 				while ((r = ug_spice_conn_dec_next(d, s, &ev)) != 0) {
 					if (r < 0 && r != UG_E_TOOBIG)
 						break;
 					if (r == 1 && ev.kind == UG_SPICE_EV_MESSAGE)
-						decode_body(ev.unit.type, ev.unit.body, ev.unit.size, vmc);
+						decode_body(ev.unit.type, ev.unit.body,
+						            ev.unit.size, vmc);
 				}
 				left = ug_spice_conn_dec_unfeed(d, s);
 				ug_buf_consume(&q[s], q[s].len - left);

@@ -117,11 +117,13 @@ static size_t config_desc(uint8_t *b)
 {
 	size_t n = 0;
 
-	memcpy(b + n, (const uint8_t[]){ 9, 2, CONFIG_LEN & 0xff, CONFIG_LEN >> 8, 1, 1, 0, 0xa0, 50 }, 9);
+	memcpy(b + n,
+	       (const uint8_t[]){9, 2, CONFIG_LEN & 0xff, CONFIG_LEN >> 8, 1, 1, 0, 0xa0, 50}, 9);
 	n += 9;
 	memcpy(b + n, (const uint8_t[]){ 9, 4, 0, 0, 1, 3, 1, 1, 0 }, 9);
 	n += 9;
-	memcpy(b + n, (const uint8_t[]){ 9, 0x21, 0x11, 0x01, 0, 1, 0x22, sizeof(report_desc), 0 }, 9);
+	memcpy(b + n, (const uint8_t[]){9, 0x21, 0x11, 0x01, 0, 1, 0x22, sizeof(report_desc), 0},
+	       9);
 	n += 9;
 	memcpy(b + n, (const uint8_t[]){ 7, 5, 0x81, 3, 8, 0, 10 }, 7);
 	n += 7;
@@ -316,7 +318,8 @@ static void pr_stop_iso(void *priv, uint64_t id, struct usb_redir_stop_iso_strea
 static void pr_alloc_streams(void *priv, uint64_t id, struct usb_redir_alloc_bulk_streams_header *h)
 {
 	struct chan *ch = priv;
-	struct usb_redir_bulk_streams_status_header st = { h->endpoints, h->no_streams, usb_redir_stall };
+	struct usb_redir_bulk_streams_status_header st = {h->endpoints, h->no_streams,
+	                                                  usb_redir_stall};
 
 	usbredirparser_send_bulk_streams_status(ch->parser, id, &st);
 	flush(ch);
@@ -356,7 +359,8 @@ static void pr_start_bulk_recv(void *priv, uint64_t id,
                                struct usb_redir_start_bulk_receiving_header *h)
 {
 	struct chan *ch = priv;
-	struct usb_redir_bulk_receiving_status_header st = { h->stream_id, h->endpoint, usb_redir_stall };
+	struct usb_redir_bulk_receiving_status_header st = {h->stream_id, h->endpoint,
+	                                                    usb_redir_stall};
 
 	usbredirparser_send_bulk_receiving_status(ch->parser, id, &st);
 	flush(ch);
@@ -417,7 +421,8 @@ static void pr_control(void *priv, uint64_t id, struct usb_redir_control_packet_
 	if (n > h->length)
 		n = h->length;
 	r.length = in ? (uint16_t)n : h->length;
-	fprintf(stderr, "probe: channel %u control type 0x%02x req %u value 0x%04x len %u -> %s %zu\n",
+	fprintf(stderr,
+	        "probe: channel %u control type 0x%02x req %u value 0x%04x len %u -> %s %zu\n",
 	        ch->id, h->requesttype, h->request, h->value, h->length,
 	        r.status == usb_redir_success ? "ok" : "stall", n);
 	if (in && n >= 1000)
@@ -617,7 +622,8 @@ static void on_disconnected(ug_spice_client *c, int error, const char *message, 
 	out("DISCONNECTED %d %s", error, message);
 	fprintf(stderr, "probe: %s\n", message);
 	if (p->reconnect) {
-		/* The reconnect hook: the same client connects again, the devices are re-attached. */
+		/* The reconnect hook: the same client connects again, the devices are re-attached.
+		 */
 		forget_channels(p);
 		g_timeout_add(300, do_reconnect, p);
 		return;
@@ -682,7 +688,8 @@ static void on_wire(unsigned type, unsigned id, int from_server, const uint8_t *
 				continue;
 			while ((r = ug_spice_conn_dec_next(*dp, dir, &ev)) != 0) {
 				if (r < 0) {
-					fprintf(stderr, "probe: tap: %s\n", ug_spice_conn_dec_errmsg(*dp));
+					fprintf(stderr, "probe: tap: %s\n",
+					        ug_spice_conn_dec_errmsg(*dp));
 					if (r != UG_E_TOOBIG)
 						break;
 					continue;
@@ -733,8 +740,8 @@ static gboolean on_stdin(gint fd, GIOCondition cond, gpointer user_data)
 				if ((int)p->ch[i].id == p->attach_id && !p->ch[i].attached)
 					send_device(&p->ch[i]);
 		} else if (strcmp(cmd, "stats") == 0) {
-			out("STATS vmc_sent=%u lz4_sent=%u vmc_received=%u lz4_received=%u", p->vmc_sent,
-			    p->lz4_sent, p->vmc_received, p->lz4_received);
+			out("STATS vmc_sent=%u lz4_sent=%u vmc_received=%u lz4_received=%u",
+			    p->vmc_sent, p->lz4_sent, p->vmc_received, p->lz4_received);
 		} else if (strcmp(cmd, "quit") == 0) {
 			quit(p, 0);
 		}
@@ -755,7 +762,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 	        "usage: spice-client-probe --uri URI [--password-file F | --password-env VAR]\n"
-	        "       [--ca-file F] [--host-subject S] [--pubkey F] [--no-verify] [--channels N]\n"
+	        "       [--ca-file F] [--host-subject S] [--pubkey F] [--no-verify] [--channels "
+	        "N]\n"
 	        "       [--attach ID] [--link-only] [--no-lz4] [--record DIR] [--timeout SEC]\n"
 	        "       [--no-stdin] [--reconnect]\n");
 }

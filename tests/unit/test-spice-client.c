@@ -107,7 +107,8 @@ static void test_uri_password_refused_and_not_echoed(void **state)
 	struct ug_spice_uri u;
 	char err[UG_ERRMSG_SIZE];
 
-	assert_int_equal(ug_spice_uri_parse("spice://h:5900?password=hunter2", &u, err), UG_E_INVAL);
+	assert_int_equal(ug_spice_uri_parse("spice://h:5900?password=hunter2", &u, err),
+	                 UG_E_INVAL);
 	assert_non_null(strstr(err, "password"));
 	assert_null(strstr(err, "hunter2"));
 }
@@ -170,7 +171,8 @@ static void test_password_env(void **state)
 	setenv("UG_TEST_SPICE_PW", "from-env", 1);
 	assert_int_equal(ug_spice_password_from_env("UG_TEST_SPICE_PW", pw, err), 0);
 	assert_string_equal(pw, "from-env");
-	setenv("UG_TEST_SPICE_PW", "0123456789012345678901234567890123456789012345678901234567890", 1);
+	setenv("UG_TEST_SPICE_PW", "0123456789012345678901234567890123456789012345678901234567890",
+	       1);
 	assert_int_equal(ug_spice_password_from_env("UG_TEST_SPICE_PW", pw, err), UG_E_INVAL);
 	assert_null(strstr(err, "0123456789"));
 	unsetenv("UG_TEST_SPICE_PW");
@@ -209,7 +211,8 @@ static EVP_PKEY *rsa_key(unsigned bits)
 static void test_ticket_round_trip(void **state)
 {
 	EVP_PKEY *key = rsa_key(1024);
-	uint8_t *der = NULL, ticket[UG_SPICE_TICKET_SIZE], ticket2[UG_SPICE_TICKET_SIZE], plain[128];
+	uint8_t *der = NULL, ticket[UG_SPICE_TICKET_SIZE], ticket2[UG_SPICE_TICKET_SIZE],
+	        plain[128];
 	char err[UG_ERRMSG_SIZE];
 	int der_len = i2d_PUBKEY(key, &der);
 	size_t n;
@@ -252,7 +255,8 @@ static void test_ticket_bad_keys(void **state)
 	/* A 2048-bit key would give a 256-byte ticket the server cannot take. */
 	key = rsa_key(2048);
 	der_len = i2d_PUBKEY(key, &der);
-	assert_int_equal(ug_spice_ticket_encrypt(der, (size_t)der_len, "x", ticket, err), UG_E_PROTO);
+	assert_int_equal(ug_spice_ticket_encrypt(der, (size_t)der_len, "x", ticket, err),
+	                 UG_E_PROTO);
 	assert_non_null(strstr(err, "RSA-1024"));
 	OPENSSL_free(der);
 	EVP_PKEY_free(key);
@@ -260,7 +264,8 @@ static void test_ticket_bad_keys(void **state)
 	char pw61[62];
 	memset(pw61, 'y', 61);
 	pw61[61] = '\0';
-	assert_int_equal(ug_spice_ticket_encrypt(junk, sizeof(junk), pw61, ticket, err), UG_E_INVAL);
+	assert_int_equal(ug_spice_ticket_encrypt(junk, sizeof(junk), pw61, ticket, err),
+	                 UG_E_INVAL);
 	assert_null(strstr(err, "yyyy"));
 }
 
@@ -390,8 +395,8 @@ static int read_msg(int fd, int mini, uint8_t **body, uint32_t *len)
 static void serve_main(struct server *sv, int fd, int mini)
 {
 	struct ug_spice_main_init mi = { SESSION_ID, 1, 3, 2, 0, 10, 0, 0 };
-	struct ug_spice_channel_id ids[3] = { { SPICE_CHANNEL_MAIN, 0 }, { SPICE_CHANNEL_USBREDIR, 0 },
-	                                      { SPICE_CHANNEL_USBREDIR, 3 } };
+	struct ug_spice_channel_id ids[3] = {
+	        {SPICE_CHANNEL_MAIN, 0}, {SPICE_CHANNEL_USBREDIR, 0}, {SPICE_CHANNEL_USBREDIR, 3}};
 	uint64_t serial = 0;
 	uint8_t b[64], *body, *ping;
 	uint32_t len;
@@ -511,7 +516,8 @@ static gpointer serve_conn(gpointer data)
 
 	g_free(data);
 	if (read_exact(fd, h, 16) < 0 || ug_spice_link_header_decode(h, 16, 512, &lh, NULL) < 0 ||
-	    read_exact(fd, body, lh.size) < 0 || ug_spice_link_mess_decode(body, lh.size, &m, NULL) < 0)
+	    read_exact(fd, body, lh.size) < 0 ||
+	    ug_spice_link_mess_decode(body, lh.size, &m, NULL) < 0)
 		goto out;
 	if (sv->sc == SC_SILENT_USBREDIR && m.channel_type == SPICE_CHANNEL_USBREDIR)
 		goto out;
@@ -519,7 +525,8 @@ static gpointer serve_conn(gpointer data)
 	der_len = i2d_PUBKEY(sv->key, &der);
 	memcpy(r.pub_key, der, (size_t)der_len);
 	OPENSSL_free(der);
-	ug_spice_cap_set(r.caps.common, &r.caps.num_common, SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION);
+	ug_spice_cap_set(r.caps.common, &r.caps.num_common,
+	                 SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION);
 	if (sv->sc == SC_SASL_ONLY) {
 		ug_spice_cap_set(r.caps.common, &r.caps.num_common, SPICE_COMMON_CAP_AUTH_SASL);
 	} else {
@@ -528,7 +535,8 @@ static gpointer serve_conn(gpointer data)
 	if (sv->sc != SC_FULL_HEADER)
 		ug_spice_cap_set(r.caps.common, &r.caps.num_common, SPICE_COMMON_CAP_MINI_HEADER);
 	if (m.channel_type == SPICE_CHANNEL_USBREDIR)
-		ug_spice_cap_set(r.caps.channel, &r.caps.num_channel, SPICE_SPICEVMC_CAP_DATA_COMPRESS_LZ4);
+		ug_spice_cap_set(r.caps.channel, &r.caps.num_channel,
+		                 SPICE_SPICEVMC_CAP_DATA_COMPRESS_LZ4);
 	ug_spice_link_reply_encode(&r, out, sizeof(out), &len);
 	if (sv->sc == SC_VERSION)
 		ug_put_le32(out + 4, 3);
@@ -540,9 +548,11 @@ static gpointer serve_conn(gpointer data)
 	ctx = EVP_PKEY_CTX_new(sv->key, NULL);
 	EVP_PKEY_decrypt_init(ctx);
 	EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING);
-	result = EVP_PKEY_decrypt(ctx, plain, &n, ticket, 128) == 1 && n == strlen(sv->password) + 1 &&
-	         memcmp(plain, sv->password, n) == 0 ? SPICE_LINK_ERR_OK
-	                                            : SPICE_LINK_ERR_PERMISSION_DENIED;
+	result = EVP_PKEY_decrypt(ctx, plain, &n, ticket, 128) == 1 &&
+	                         n == strlen(sv->password) + 1 &&
+	                         memcmp(plain, sv->password, n) == 0
+	                 ? SPICE_LINK_ERR_OK
+	                 : SPICE_LINK_ERR_PERMISSION_DENIED;
 	EVP_PKEY_CTX_free(ctx);
 	ug_put_le32(h, result);
 	if (write_all(fd, h, 4) < 0 || result != SPICE_LINK_ERR_OK)
@@ -817,7 +827,8 @@ static void check_happy(enum scenario sc)
 	ug_transport *t2 = NULL;
 	assert_int_equal(ug_spice_client_open_usbredir(r.c, 3, &t2), UG_E_STATE);
 	assert_int_equal(ug_spice_client_open_usbredir(r.c, 7, &t2), UG_E_NOTFOUND);
-	assert_non_null(strstr(ug_spice_client_errmsg(r.c), "channel 7 is not in the server's channel list"));
+	assert_non_null(strstr(ug_spice_client_errmsg(r.c),
+	                       "channel 7 is not in the server's channel list"));
 	assert_null(t2);
 	/* Disconnecting closes the transport (no disconnected callback for it). */
 	ug_spice_client_disconnect(r.c);

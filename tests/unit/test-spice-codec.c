@@ -590,13 +590,15 @@ static void test_msg_append_serials(void **state)
 	uint64_t serial = 0;
 
 	ug_buf_init(&b, 100);
-	assert_int_equal(ug_spice_msg_append(&b, 0, &serial, SPICE_MSGC_PONG, "abcdefghijkl", 12), 0);
+	assert_int_equal(ug_spice_msg_append(&b, 0, &serial, SPICE_MSGC_PONG, "abcdefghijkl", 12),
+	                 0);
 	assert_int_equal(serial, 1);
 	assert_int_equal(b.len, 30);
 	assert_int_equal(ug_get_le64(ug_buf_peek(&b)), 1);
 	assert_int_equal(ug_get_le16(ug_buf_peek(&b) + 8), SPICE_MSGC_PONG);
 	assert_int_equal(ug_get_le32(ug_buf_peek(&b) + 10), 12);
-	assert_int_equal(ug_spice_msg_append(&b, 1, &serial, SPICE_MSGC_MAIN_ATTACH_CHANNELS, NULL, 0), 0);
+	assert_int_equal(
+	        ug_spice_msg_append(&b, 1, &serial, SPICE_MSGC_MAIN_ATTACH_CHANNELS, NULL, 0), 0);
 	assert_int_equal(b.len, 36);
 	assert_int_equal(serial, 2);
 	/* Over the buffer's maximum: nothing appended, serial unchanged. */
@@ -637,7 +639,8 @@ static void test_vmc_lz4_round_trip(void **state)
 		if (u.type == SPICE_MSG_SPICEVMC_COMPRESSED_DATA) {
 			compressed++;
 			assert_true(u.size < 65536);
-			assert_int_equal(ug_spice_vmc_decompress(u.body, u.size, 1 << 20, &plain, err), 0);
+			assert_int_equal(
+			        ug_spice_vmc_decompress(u.body, u.size, 1 << 20, &plain, err), 0);
 		} else {
 			assert_int_equal(u.type, SPICE_MSG_SPICEVMC_DATA);
 			raw++;
@@ -793,7 +796,8 @@ static void build_session(uint8_t *cs, size_t *clen, uint8_t *ss, size_t *slen, 
 	m.connection_id = 77;
 	m.channel_type = SPICE_CHANNEL_USBREDIR;
 	m.channel_id = 1;
-	ug_spice_cap_set(m.caps.common, &m.caps.num_common, SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION);
+	ug_spice_cap_set(m.caps.common, &m.caps.num_common,
+	                 SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION);
 	ug_spice_cap_set(m.caps.common, &m.caps.num_common, SPICE_COMMON_CAP_AUTH_SPICE);
 	ug_spice_cap_set(m.caps.common, &m.caps.num_common, SPICE_COMMON_CAP_MINI_HEADER);
 	assert_int_equal(ug_spice_link_mess_encode(&m, cs, 256, &n), 0);
@@ -806,7 +810,8 @@ static void build_session(uint8_t *cs, size_t *clen, uint8_t *ss, size_t *slen, 
 	ug_spice_pong_encode(9, 10, cs + *clen), *clen += 12;
 
 	r.error = 0;
-	ug_spice_cap_set(r.caps.common, &r.caps.num_common, SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION);
+	ug_spice_cap_set(r.caps.common, &r.caps.num_common,
+	                 SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION);
 	ug_spice_cap_set(r.caps.common, &r.caps.num_common, SPICE_COMMON_CAP_MINI_HEADER);
 	assert_int_equal(ug_spice_link_reply_encode(&r, ss, 512, &n), 0);
 	*slen = n;
@@ -819,7 +824,8 @@ static void build_session(uint8_t *cs, size_t *clen, uint8_t *ss, size_t *slen, 
 	(void)serial;
 }
 
-/* Decodes both sides with step-byte feeds, client first or server first; returns the event kinds. */
+/* Decodes both sides with step-byte feeds, client first or server first; returns the event kinds.
+ */
 static size_t run_conn(const uint8_t *cs, size_t clen, const uint8_t *ss, size_t slen, size_t step,
                        int server_first, int *kinds, size_t max)
 {
@@ -871,7 +877,8 @@ static void test_conn_dec_orders_and_chunking(void **state)
 	n1 = run_conn(cs, clen, ss, slen, 0, 0, k1, 32);
 	n2 = run_conn(cs, clen, ss, slen, 1, 1, k2, 32);
 	n3 = run_conn(cs, clen, ss, slen, 5, 0, k3, 32);
-	/* mess, mech, ticket, 2 messages from the client; reply, result, 1 message from the server. */
+	/* mess, mech, ticket, 2 messages from the client; reply, result, 1 message from the server.
+	 */
 	assert_int_equal(n1, 8);
 	assert_int_equal(n2, 8);
 	assert_int_equal(n3, 8);
