@@ -819,8 +819,7 @@ static void conn_on_link_reply(struct conn *k, const struct ug_spice_unit *u)
 		                      SPICE_COMMON_CAP_AUTH_SASL)) {
 			conn_fail(k, UG_E_UNSUPPORTED,
 			          "%s: the server accepts SASL authentication only, which this "
-			          "client "
-			          "does not support (configure the VM with a SPICE password)",
+			          "client does not support (give the VM a SPICE password)",
 			          name);
 			return;
 		}
