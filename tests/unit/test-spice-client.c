@@ -975,6 +975,63 @@ static void test_connect_refused(void **state)
 	run_finish(&r);
 }
 
+static gboolean quit_soon(gpointer user_data)
+{
+	g_main_loop_quit(user_data);
+	return G_SOURCE_REMOVE;
+}
+
+static void spin(GMainLoop *loop, unsigned ms)
+{
+	g_timeout_add(ms, quit_soon, loop);
+	g_main_loop_run(loop);
+}
+
+static void test_fake_server_pause_and_limits(void **state)
+{
+	struct server *sv = server_start(SC_HAPPY, "");
+	struct run r = { .open_id = 3 };
+	uint8_t big[200] = { 0 };
+
+	/* Connect and wait for the session by hand: this test drives the loop itself. */
+	r.loop = g_main_loop_new(NULL, FALSE);
+	r.c = ug_spice_client_new();
+	char uri[64];
+	struct ug_spice_client_callbacks cb = { r_connected, NULL, NULL, r_disconnected };
+	snprintf(uri, sizeof(uri), "spice://127.0.0.1:%d", sv->port);
+	assert_int_equal(ug_spice_client_set_uri(r.c, uri), 0);
+	ug_spice_client_set_callbacks(r.c, &cb, &r);
+	assert_int_equal(ug_spice_client_connect(r.c), 0);
+	for (int i = 0; i < 100 && !ug_spice_client_is_connected(r.c); i++)
+		spin(r.loop, 20);
+	spin(r.loop, 100);
+	assert_true(r.connected);
+	assert_int_equal(ug_spice_client_open_usbredir(r.c, 3, &r.t), 0);
+	ug_transport_set_callbacks(r.t, r_data, r_closed, &r);
+	/* The queue limit counts bytes not yet handed to the kernel. */
+	ug_transport_set_max_pending(r.t, 100);
+	assert_int_equal(ug_transport_send(r.t, big, sizeof(big)), UG_E_TOOBIG);
+	assert_int_equal(ug_transport_send(r.t, big, 60), 0);
+	assert_int_equal(ug_transport_pending(r.t), 60);
+	assert_int_equal(ug_transport_send(r.t, big, 60), UG_E_TOOBIG);
+	ug_transport_set_max_pending(r.t, UG_TRANSPORT_DEFAULT_MAX_PENDING);
+	/* Paused: the server's bytes wait in the socket. */
+	ug_transport_pause(r.t, 1);
+	spin(r.loop, 300);
+	assert_int_equal(r.data_len, 0);
+	assert_int_equal(ug_transport_pending(r.t), 0);
+	ug_transport_pause(r.t, 0);
+	for (int i = 0; i < 100 && r.data_len < 11 + 5000; i++)
+		spin(r.loop, 20);
+	assert_int_equal(r.data_len, 11 + 5000);
+	assert_memory_equal(r.data, "hello bytes", 11);
+	/* Closing by the caller: no callback follows. */
+	ug_transport_close(r.t);
+	assert_false(r.t_closed);
+	run_finish(&r);
+	server_stop(sv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -996,6 +1053,7 @@ int main(void)
 		cmocka_unit_test(test_fake_server_corrupt_lz4),
 		cmocka_unit_test(test_fake_server_migration_refused),
 		cmocka_unit_test(test_connect_refused),
+		cmocka_unit_test(test_fake_server_pause_and_limits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
