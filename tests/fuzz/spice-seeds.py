@@ -9,6 +9,8 @@
 #   UG_SPICE_RECORD_DIR=/tmp/rec make check TESTS=tests/integration/spice-qemu.sh
 #   tests/fuzz/spice-seeds.py /tmp/rec tests/fuzz/corpus/spice
 # Each seed's first byte picks the fuzz target's mode (see fuzz-spice.c).
+# The limit-* seeds are hand-made (see the end of main()); crashes found by
+# fuzzing are added next to them under a name that says what they broke.
 import os
 import struct
 import sys
@@ -72,6 +74,14 @@ def main():
         if mtype == 102:
             seeds["headers-mini-lz4-config-descriptor"] = b"\x01\xfe" + msg
             break
+    # Hand-made from the unit tests' limit cases, not from a session.
+    seeds["limit-mini-size-ffffffff"] = (b"\x01\x00" + struct.pack("<HI", 101, 0xffffffff)
+                                         + b"\x00" * 8)
+    seeds["limit-lz4-claims-4gib"] = (b"\x01\x00" + struct.pack("<HI", 102, 10) + b"\x01"
+                                      + struct.pack("<I", 0xffffffff) + b"\x1f\x00\x01\x00\x00")
+    seeds["limit-link-reply-impossible-caps"] = (
+        b"\x02" + struct.pack("<I", 0) + b"\x30" * 162
+        + struct.pack("<III", 0xffffffff, 0xffffffff, 178) + b"\x00" * 8)
     for name, data in sorted(seeds.items()):
         with open(os.path.join(dst, name), "wb") as f:
             f.write(data)
