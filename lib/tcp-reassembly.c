@@ -34,6 +34,8 @@ struct side {
 	uint32_t base;      /* sequence number of stream offset 0 */
 	uint64_t next;      /* stream offset of the next byte to deliver */
 	uint64_t fin_off;   /* stream offset of the FIN */
+	uint64_t ack_target;/* the peer acknowledged up to here, beyond next */
+	uint32_t ack_wait;  /* segments seen since ack_target was set */
 	struct piece *ooo, *ooo_tail;
 	uint64_t held;      /* PIECE_COST of the pieces in ooo */
 };
@@ -80,6 +82,7 @@ struct ug_tcp_reasm *ug_tcp_reasm_new(void)
 	r->lim.max_buffered_per_side = UG_CAPTURE_DEFAULT_MAX_BUFFERED_PER_SIDE;
 	r->lim.max_buffered_total = UG_CAPTURE_DEFAULT_MAX_BUFFERED_TOTAL;
 	r->lim.window = UG_CAPTURE_DEFAULT_WINDOW;
+	r->lim.reorder_window = UG_CAPTURE_DEFAULT_REORDER_WINDOW;
 	r->next_id = 1;
 	return r;
 }
@@ -146,6 +149,8 @@ int ug_tcp_reasm_set_limits(struct ug_tcp_reasm *r, const struct ug_capture_limi
 		r->lim.max_buffered_total = l->max_buffered_total;
 	if (l->window)
 		r->lim.window = l->window;
+	if (l->reorder_window)
+		r->lim.reorder_window = l->reorder_window;
 	/* Offsets are compared through 32-bit sequence differences: a window
 	 * of 2^31 or more would make "ahead" and "behind" ambiguous. */
 	if (r->lim.window > 0x40000000u)
@@ -434,6 +439,13 @@ static int flush_side(struct ug_tcp_reasm *r, struct conn *c, int dir, const str
 	struct side *s = &c->side[dir];
 	int ret;
 
+	if (s->ack_target > s->next) {
+		uint64_t t = s->ack_target;
+
+		s->ack_target = 0;
+		if ((ret = advance_to(r, c, dir, w, t, UG_CAPTURE_GAP_NOT_CAPTURED)) < 0)
+			return ret;
+	}
 	while (s->ooo) {
 		if ((ret = advance_to(r, c, dir, w, s->ooo->off, UG_CAPTURE_GAP_AT_CLOSE)) < 0)
 			return ret;
@@ -821,7 +833,38 @@ static int acknowledged(struct ug_tcp_reasm *r, struct conn *c, int dir, const s
 	 * ACK of a FIN that was not captured, not a missing byte. */
 	if (!s->fin && !s->ooo && target == s->next + 1)
 		return 0;
-	return advance_to(r, c, dir, w, target, UG_CAPTURE_GAP_NOT_CAPTURED);
+	/* The data may still come: captures put an ACK before the segment it
+	 * acknowledges when they merge queues or interfaces. The hole counts
+	 * as lost once the reorder window has passed (check_acked()). */
+	if (target > s->ack_target) {
+		if (!s->ack_target)
+			s->ack_wait = 0;
+		s->ack_target = target;
+	}
+	return 0;
+}
+
+/* Declares acknowledged holes that stayed open for the reorder window. */
+static int check_acked(struct ug_tcp_reasm *r, struct conn *c, const struct when *w)
+{
+	for (int d = 0; d < 2; d++) {
+		struct side *s = &c->side[d];
+		uint64_t t = s->ack_target;
+		int ret;
+
+		if (!t)
+			continue;
+		if (t <= s->next) {
+			s->ack_target = 0;
+			continue;
+		}
+		if (++s->ack_wait < r->lim.reorder_window)
+			continue;
+		s->ack_target = 0;
+		if ((ret = advance_to(r, c, d, w, t, UG_CAPTURE_GAP_NOT_CAPTURED)) < 0)
+			return ret;
+	}
+	return 0;
 }
 
 int ug_tcp_reasm_segment(struct ug_tcp_reasm *r, const struct ug_tcp_segment *seg)
@@ -850,6 +893,12 @@ int ug_tcp_reasm_segment(struct ug_tcp_reasm *r, const struct ug_tcp_segment *se
 	 * it repeats the SYN already seen. */
 	if (c && syn && !ack) {
 		s = &c->side[dir];
+		/* A SYN that arrives after the SYN+ACK (reordered, or
+		 * retransmitted) fits the base the SYN+ACK acknowledged. */
+		if (dir == 0 && s->have_base && s->base == seg->seq + 1u && !s->syn) {
+			s->syn = 1;
+			c->info.flags |= UG_CAPTURE_CONN_HANDSHAKE;
+		}
 		if (!(dir == 0 && s->syn && s->base == seg->seq + 1u)) {
 			if ((ret = close_conn(r, c, &w, UG_CAPTURE_CLOSE_REUSED)) < 0)
 				return ret;
@@ -917,6 +966,8 @@ int ug_tcp_reasm_segment(struct ug_tcp_reasm *r, const struct ug_tcp_segment *se
 		if ((ret = acknowledged(r, c, !dir, &w, seg->ack)) < 0)
 			return ret;
 	}
+	if ((ret = check_acked(r, c, &w)) < 0)
+		return ret;
 	if (c->side[0].ended && c->side[1].ended)
 		return close_conn(r, c, &w, UG_CAPTURE_CLOSE_FIN);
 	return 0;

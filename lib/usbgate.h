@@ -256,7 +256,8 @@ int ug_usbredir_encode(uint32_t negotiated_caps, const struct ug_usbredir_packet
  *   cannot be taken back, so the same rule is applied to data still held out
  *   of order; differing retransmitted bytes are counted, never delivered.
  * - Missing data becomes a GAP (offset, length) and delivery goes on after
- *   it, when: the other side acknowledged bytes that were never captured; a
+ *   it, when: the other side acknowledged bytes that were never captured
+ *   and they did not turn up within the reorder window; a
  *   frame was cut by the snapshot length; the out-of-order data held for one
  *   side or in total would exceed its limit (the oldest hole is given up);
  *   the connection ends (FIN, RST, eviction, end of capture) with holes.
@@ -308,7 +309,9 @@ struct ug_capture_endpoint {
 /* conn->flags */
 #define UG_CAPTURE_CONN_HANDSHAKE 0x1  /* the client's SYN was captured */
 
-/* One connection; owned by the capture, valid until the call after its CLOSE. */
+/* One connection; owned by the capture, valid until the call after its CLOSE.
+ * flags can gain UG_CAPTURE_CONN_HANDSHAKE after OPEN when the capture has
+ * the SYN after the SYN+ACK. */
 struct ug_capture_conn {
 	uint32_t id;            /* 1, 2, ... in order of appearance */
 	uint32_t flags;         /* UG_CAPTURE_CONN_* */
@@ -339,11 +342,15 @@ struct ug_capture_limits {
 	uint64_t max_buffered_per_side; /* out-of-order bytes held for one side */
 	uint64_t max_buffered_total;    /* out-of-order bytes held in all */
 	uint64_t window;                /* how far ahead of the next byte data may start */
+	uint32_t reorder_window;        /* segments of a connection to wait, after an
+	                                 * ACK showed a hole, before it is a gap (1:
+	                                 * at once); captures reorder ACKs and data */
 };
 #define UG_CAPTURE_DEFAULT_MAX_CONNECTIONS 1024u
 #define UG_CAPTURE_DEFAULT_MAX_BUFFERED_PER_SIDE (4u * 1024u * 1024u)
 #define UG_CAPTURE_DEFAULT_MAX_BUFFERED_TOTAL (16u * 1024u * 1024u)
 #define UG_CAPTURE_DEFAULT_WINDOW (64u * 1024u * 1024u)
+#define UG_CAPTURE_DEFAULT_REORDER_WINDOW 32u
 
 struct ug_capture_stats {
 	uint64_t frames;            /* frames read */
@@ -410,7 +417,8 @@ void ug_capture_stop(ug_capture *c);
 int ug_capture_at_end(const ug_capture *c);
 
 /* Files: bytes of the file read so far and its size, for a progress
- * indicator (*ret_total is 0 when the size is unknown, e.g. a pipe). */
+ * indicator (*ret_total is 0 when the size is unknown, e.g. a pipe).
+ * UG_E_STATE for live captures and before a file is open. */
 int ug_capture_progress(const ug_capture *c, uint64_t *ret_done, uint64_t *ret_total);
 
 void ug_capture_get_stats(const ug_capture *c, struct ug_capture_stats *ret_stats);
