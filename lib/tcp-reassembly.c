@@ -231,6 +231,8 @@ static void base_event(struct ug_capture_event *ev, enum ug_capture_event_type t
 }
 
 /* A message that lives as long as its event; NULL when out of memory. */
+static char *vformat(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
 static char *vformat(const char *fmt, va_list ap)
 {
 	char *m = malloc(UG_ERRMSG_SIZE);

@@ -435,7 +435,8 @@ static void rewrite(const struct pkts *ps, struct image *im, int dlt, const uint
 		uint8_t buf[262144 + 64];
 
 		memcpy(buf, ps->p[i].data, keep_eth_bytes);
-		memcpy(buf + keep_eth_bytes, hdr, hlen);
+		if (hlen)
+			memcpy(buf + keep_eth_bytes, hdr, hlen);
 		memcpy(buf + keep_eth_bytes + hlen, ps->p[i].data + keep_eth_bytes,
 		       h.caplen - keep_eth_bytes);
 		h.caplen += (uint32_t)hlen;
