@@ -26,6 +26,12 @@ struct piece {
  * exhaust memory under the byte limit. */
 #define PIECE_COST(caplen) ((caplen) + sizeof(struct piece))
 
+/* Pieces are kept in a sorted list: capping their number per side bounds
+ * the walk of each insertion, so a capture of many tiny out-of-order
+ * segments costs time linear in its size. Over the cap the oldest hole is
+ * given up, as over the byte limit. */
+#define MAX_PIECES_PER_SIDE 4096
+
 struct side {
 	uint8_t have_base;  /* base is known */
 	uint8_t syn;        /* this side's SYN was captured */
@@ -38,6 +44,7 @@ struct side {
 	uint32_t ack_wait;  /* segments seen since ack_target was set */
 	struct piece *ooo, *ooo_tail;
 	uint64_t held;      /* PIECE_COST of the pieces in ooo */
+	uint32_t npieces;   /* pieces in ooo */
 };
 
 struct conn {
@@ -361,6 +368,7 @@ static int check_end(struct ug_tcp_reasm *r, struct conn *c, int dir, const stru
 static void unhold(struct ug_tcp_reasm *r, struct side *s, struct piece *p)
 {
 	s->held -= PIECE_COST(p->caplen);
+	s->npieces--;
 	r->held_total -= PIECE_COST(p->caplen);
 }
 
@@ -509,6 +517,7 @@ static int hold(struct ug_tcp_reasm *r, struct side *s, uint64_t off, uint64_t l
 		if (!p)
 			s->ooo_tail = n;
 		s->held += PIECE_COST(pc);
+		s->npieces++;
 		r->held_total += PIECE_COST(pc);
 		pp = &n->next;
 		cur = stop;
@@ -630,6 +639,7 @@ static int payload(struct ug_tcp_reasm *r, struct conn *c, int dir, const struct
 	/* Over a memory limit: give up the oldest holes of this side until the
 	 * side is within its limit and the total is no higher than before. */
 	while (s->ooo && (s->held > r->lim.max_buffered_per_side ||
+	                  s->npieces > MAX_PIECES_PER_SIDE ||
 	                  r->held_total > r->lim.max_buffered_total)) {
 		ret = advance_to(r, c, dir, w, s->ooo->off, UG_CAPTURE_GAP_LIMIT);
 		if (ret < 0)

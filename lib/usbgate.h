@@ -394,7 +394,9 @@ int ug_capture_open_memory(ug_capture *c, const void *buf, size_t len);
 int ug_capture_open_live(ug_capture *c, const char *iface, const char *filter);
 
 /* Live: a file descriptor to poll for input (e.g. g_unix_fd_add() in a GLib
- * main loop), owned by the capture; -1 for files. */
+ * main loop), owned by the capture; -1 for files. When it polls readable,
+ * call ug_capture_next() until it returns 0: frames already in libpcap's
+ * ring do not make the descriptor readable again. */
 int ug_capture_fd(const ug_capture *c);
 
 /*

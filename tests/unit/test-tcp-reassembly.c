@@ -541,6 +541,21 @@ static void test_limit_per_side(void **state)
 	ug_tcp_reasm_free(r);
 }
 
+/* At most 4096 held pieces per side: the 4097th gives up the oldest hole. */
+static void test_limit_piece_count(void **state)
+{
+	struct ug_tcp_reasm *r = handshake();
+
+	for (uint32_t k = 0; k < 4096; k++)
+		feed(r, C, A, 101 + 2 * k + 1, 501, "x");
+	assert_string_equal(drain(r), "");
+	assert_int_equal(ug_tcp_reasm_buffered(r), 4096 * (32 + 1));
+	feed(r, C, A, 101 + 2 * 4096 + 1, 501, "y");
+	assert_string_equal(drain(r), "G1c0+1/3 D1c1:x");
+	assert_int_equal(ug_tcp_reasm_buffered(r), 4096 * (32 + 1));
+	ug_tcp_reasm_free(r);
+}
+
 static void test_limit_total(void **state)
 {
 	struct ug_tcp_reasm *r = ug_tcp_reasm_new();
@@ -759,6 +774,7 @@ int main(void)
 		cmocka_unit_test(test_syn_ack_without_syn),
 		cmocka_unit_test(test_reused_ports),
 		cmocka_unit_test(test_limit_per_side),
+		cmocka_unit_test(test_limit_piece_count),
 		cmocka_unit_test(test_limit_total),
 		cmocka_unit_test(test_beyond_window_dropped),
 		cmocka_unit_test(test_connection_table_full),
