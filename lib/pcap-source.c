@@ -12,6 +12,9 @@
 
 /* What a live capture keeps of each frame: enough for any TCP segment. */
 #define LIVE_SNAPLEN 262144
+/* Kernel ring for a live capture, and how long a partly filled block waits. */
+#define LIVE_BUFFER (8 * 1024 * 1024)
+#define LIVE_TIMEOUT_MS 50
 /* How many VLAN tags and IPv6 extension headers are walked before giving up. */
 #define MAX_VLAN_TAGS 4
 #define MAX_IPV6_EXT 16
@@ -178,9 +181,15 @@ UG_EXPORT int ug_capture_open_live(ug_capture *c, const char *iface, const char 
 		return ug_errmsg_set(c->err, UG_E_IO, "%s: %s", iface, errbuf);
 	pcap_set_snaplen(p, LIVE_SNAPLEN);
 	pcap_set_promisc(p, 0);
-	/* Deliver each frame as it comes: the decoders are interactive. */
-	pcap_set_immediate_mode(p, 1);
-	pcap_set_timeout(p, 100);
+	/*
+	 * Not immediate mode: on Linux that makes libpcap use fixed ring slots
+	 * of the whole snapshot length, so the default 2 MiB ring holds only
+	 * 8 frames and a short stall of the reader drops frames (seen on
+	 * loopback). Packed blocks with a short timeout keep every frame and
+	 * still deliver within LIVE_TIMEOUT_MS.
+	 */
+	pcap_set_timeout(p, LIVE_TIMEOUT_MS);
+	pcap_set_buffer_size(p, LIVE_BUFFER);
 	/* Nanoseconds where the platform has them; microseconds otherwise. */
 	pcap_set_tstamp_precision(p, PCAP_TSTAMP_PRECISION_NANO);
 	ret = pcap_activate(p);
@@ -244,7 +253,11 @@ UG_EXPORT int ug_capture_progress(const ug_capture *c, uint64_t *ret_done, uint6
 
 UG_EXPORT void ug_capture_get_stats(const ug_capture *c, struct ug_capture_stats *ret_stats)
 {
+	struct pcap_stat ps;
+
 	*ret_stats = c->st;
+	if (c->p && c->live && pcap_stats(c->p, &ps) == 0)
+		ret_stats->frames_dropped = (uint64_t)ps.ps_drop + ps.ps_ifdrop;
 	ug_tcp_reasm_add_stats(c->r, ret_stats);
 }
 

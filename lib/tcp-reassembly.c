@@ -53,6 +53,10 @@ struct conn {
 	struct conn *lru_prev, *lru_next;
 	uint32_t hash;
 	struct side side[2];
+	/* The first bytes of each side, until the protocol is known. */
+	uint8_t prefix[2][UG_CAPTURE_CLASSIFY_BYTES];
+	uint8_t prefix_len[2];
+	uint8_t prefix_done[2];     /* no more bytes will come for the prefix */
 };
 
 /* One queued event and the memory it points into, freed once drained. */
@@ -300,11 +304,42 @@ struct when {
 	uint64_t frame;
 };
 
+/* Decides conn->info.proto once the first bytes allow it. */
+static void classify_update(struct conn *c)
+{
+	int p;
+
+	if (c->info.proto != UG_CAPTURE_PROTO_NEED_MORE)
+		return;
+	p = ug_capture_classify(c->prefix[0], c->prefix_len[0], c->prefix[1], c->prefix_len[1]);
+	if (p == UG_CAPTURE_PROTO_NEED_MORE &&
+	    (c->prefix_done[0] || c->prefix_len[0] == UG_CAPTURE_CLASSIFY_BYTES) &&
+	    (c->prefix_done[1] || c->prefix_len[1] == UG_CAPTURE_CLASSIFY_BYTES))
+		p = UG_CAPTURE_PROTO_UNKNOWN;
+	c->info.proto = p;
+}
+
+/* A side's prefix can grow no more (a gap, its END, the CLOSE). */
+static void prefix_done(struct conn *c, int dir)
+{
+	c->prefix_done[dir] = 1;
+	classify_update(c);
+}
+
 static int emit_data(struct ug_tcp_reasm *r, struct conn *c, int dir, const struct when *w,
                      const uint8_t *data, uint64_t len, void *owned)
 {
 	struct ug_capture_event ev;
 	struct side *s = &c->side[dir];
+
+	if (c->info.proto == UG_CAPTURE_PROTO_NEED_MORE && !c->prefix_done[dir]) {
+		size_t room = UG_CAPTURE_CLASSIFY_BYTES - c->prefix_len[dir];
+		size_t n = len < room ? (size_t)len : room;
+
+		memcpy(c->prefix[dir] + c->prefix_len[dir], data, n);
+		c->prefix_len[dir] = (uint8_t)(c->prefix_len[dir] + n);
+		classify_update(c);
+	}
 
 	base_event(&ev, UG_CAPTURE_DATA, c, dir, w->ts, w->frame);
 	ev.offset = s->next;
@@ -342,6 +377,7 @@ static int emit_gap(struct ug_tcp_reasm *r, struct conn *c, int dir, const struc
 	         "frame %llu: connection %u %s: %llu bytes missing at stream offset %llu (%s)",
 	         (unsigned long long)w->frame, c->info.id, side_name[dir],
 	         (unsigned long long)len, (unsigned long long)s->next, gap_cause(reason));
+	prefix_done(c, dir);
 	base_event(&ev, UG_CAPTURE_GAP, c, dir, w->ts, w->frame);
 	ev.offset = s->next;
 	ev.len = len;
@@ -360,6 +396,7 @@ static int check_end(struct ug_tcp_reasm *r, struct conn *c, int dir, const stru
 	if (!s->fin || s->ended || s->next < s->fin_off)
 		return 0;
 	s->ended = 1;
+	prefix_done(c, dir);
 	base_event(&ev, UG_CAPTURE_END, c, dir, w->ts, w->frame);
 	ev.offset = s->fin_off;
 	return push(r, &ev, NULL);
@@ -582,7 +619,9 @@ static int payload(struct ug_tcp_reasm *r, struct conn *c, int dir, const struct
 			return 0;
 		}
 		r->st.bytes_duplicate += cut;
-		data += cut < caplen ? cut : caplen;
+		/* data is NULL when nothing of the payload was captured. */
+		if (caplen)
+			data += cut < caplen ? cut : caplen;
 		caplen = cut < caplen ? caplen - cut : 0;
 		len -= cut;
 		soff = (int64_t)s->next;
@@ -739,6 +778,8 @@ static int close_conn(struct ug_tcp_reasm *r, struct conn *c, const struct when 
 			unhold(r, &c->side[d], p);
 		free_pieces(&c->side[d]);
 	}
+	prefix_done(c, 0);
+	prefix_done(c, 1);
 	if (ret == 0) {
 		base_event(&ev, UG_CAPTURE_CLOSE, c, 0, w->ts, w->frame);
 		ev.reason = reason;

@@ -316,6 +316,12 @@ struct ug_capture_conn {
 	uint32_t id;            /* 1, 2, ... in order of appearance */
 	uint32_t flags;         /* UG_CAPTURE_CONN_* */
 	struct ug_capture_endpoint client, server;
+	int proto;              /* enum ug_capture_proto from the first bytes of
+	                         * each side (ug_capture_classify()), updated as
+	                         * DATA arrives: NEED_MORE until decided, never
+	                         * NEED_MORE at CLOSE. A consumer holds the DATA
+	                         * of a connection while it is NEED_MORE, then
+	                         * feeds the held bytes to the right decoder. */
 };
 
 /*
@@ -355,6 +361,7 @@ struct ug_capture_limits {
 struct ug_capture_stats {
 	uint64_t frames;            /* frames read */
 	uint64_t frames_skipped;    /* frames that were not usable IPv4/IPv6 TCP */
+	uint64_t frames_dropped;    /* live: frames the kernel or libpcap dropped */
 	uint64_t segments;          /* TCP segments handed to reassembly */
 	uint64_t bytes_delivered;   /* in DATA events */
 	uint64_t bytes_duplicate;   /* retransmitted or overlapping, dropped (first wins) */

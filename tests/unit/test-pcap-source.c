@@ -119,6 +119,7 @@ struct conn_result {
 	struct side_result side[2];
 	int closed, close_reason;
 	enum ug_capture_proto proto;
+	size_t decided_at[2];   /* 1 + stream lengths when conn->proto was decided */
 };
 
 struct result {
@@ -173,6 +174,11 @@ static void record_event(struct result *res, const struct ug_capture_event *ev)
 		assert_false(s->end);
 		side_put(s, ev->offset, ev->data, ev->len);
 		s->data_bytes += ev->len;
+		if (ev->conn->proto != UG_CAPTURE_PROTO_NEED_MORE && !cr->decided_at[0] &&
+		    !cr->decided_at[1]) {
+			cr->decided_at[0] = cr->side[0].len + 1;
+			cr->decided_at[1] = cr->side[1].len + 1;
+		}
 		break;
 	case UG_CAPTURE_GAP:
 		s = &cr->side[ev->side];
@@ -196,6 +202,10 @@ static void record_event(struct result *res, const struct ug_capture_event *ev)
 		cr->close_reason = ev->reason;
 		cr->proto = ug_capture_classify(cr->side[0].buf, cr->side[0].len,
 		                                cr->side[1].buf, cr->side[1].len);
+		/* The capture's own running classification agrees, and is final. */
+		if (cr->proto == UG_CAPTURE_PROTO_NEED_MORE)
+			cr->proto = UG_CAPTURE_PROTO_UNKNOWN;
+		assert_int_equal(ev->conn->proto, cr->proto);
 		break;
 	case UG_CAPTURE_NOTICE:
 		res->notices++;
@@ -238,6 +248,9 @@ static void assert_streams_equal(const struct result *res, const struct expected
 		assert_int_equal(cr->client.family, family);
 		assert_int_equal(cr->server.port, res->conn[0].server.port);
 		assert_int_not_equal(cr->client.port, cr->server.port);
+		if (cr->side[0].gaps + cr->side[1].gaps)
+			print_message("# connection %d: %s%s\n", i + 1, cr->side[0].first_gap_msg,
+			              cr->side[1].first_gap_msg);
 		assert_int_equal(cr->side[0].gaps + cr->side[1].gaps, 0);
 		assert_int_equal(cr->side[0].len, e->c2s_len[i]);
 		assert_int_equal(cr->side[1].len, e->s2c_len[i]);
@@ -257,6 +270,14 @@ static void assert_streams_equal(const struct result *res, const struct expected
 	assert_int_equal(res->conn[0].proto, UG_CAPTURE_PROTO_USBREDIR);
 	assert_int_equal(res->conn[1].proto, UG_CAPTURE_PROTO_SPICE);
 	assert_int_equal(res->conn[2].proto, UG_CAPTURE_PROTO_UNKNOWN);
+	/* Decided by the first DATA: the 80-byte hello, the 16-byte link header. */
+	assert_true(res->conn[0].decided_at[0] == 81 || res->conn[0].decided_at[1] == 81);
+	assert_true(res->conn[1].decided_at[0] == 17 || res->conn[1].decided_at[1] == 17);
+	/* Text both ways: unknown as soon as each side showed its first bytes
+	 * (the 18-byte request, then the server's first segment, whose size
+	 * depends on how its two writes were coalesced). */
+	assert_int_equal(res->conn[2].decided_at[0], 19);
+	assert_true(res->conn[2].decided_at[1] > 1);
 	assert_int_equal(res->notices, 0);
 	assert_int_equal(res->stats.connections, 3);
 }
@@ -1048,6 +1069,8 @@ static void test_live_loopback(void **state)
 	assert_int_equal(r, 0);
 	assert_true(ug_capture_at_end(c));
 	ug_capture_get_stats(c, &res.stats);
+	print_message("# live: %llu frames, %llu dropped\n", (unsigned long long)res.stats.frames,
+	              (unsigned long long)res.stats.frames_dropped);
 	load_expected(streams, &e);
 	assert_streams_equal(&res, &e, 4);
 	free_expected(&e);

@@ -724,6 +724,62 @@ static void test_random_order_byte_exact(void **state)
 	ug_tcp_reasm_free(r);
 }
 
+/* conn->proto follows the first bytes, and is final at CLOSE. */
+static void test_running_classification(void **state)
+{
+	struct ug_tcp_reasm *r = handshake();
+	struct ug_capture_event ev;
+	char hello[81] = { 0 };
+
+	hello[4] = 68;
+	memcpy(hello + 12, "usbredir guest", 14);
+	hello[76] = (char)0xff;
+	hello[80] = 0;
+	/* Zero bytes in a string: feed the hello in two raw pieces. */
+	struct ug_tcp_segment s = mkseg(C, A, 101, 501, NULL);
+
+	s.data = (const uint8_t *)hello;
+	s.len = s.caplen = 8;
+	assert_int_equal(ug_tcp_reasm_segment(r, &s), 0);
+	assert_int_equal(ug_tcp_reasm_next(r, &ev), 1);
+	assert_int_equal(ev.conn->proto, UG_CAPTURE_PROTO_NEED_MORE);
+	assert_int_equal(ug_tcp_reasm_next(r, &ev), 0);
+	s = mkseg(C, A, 109, 501, NULL);
+	s.data = (const uint8_t *)hello + 8;
+	s.len = s.caplen = 72;
+	assert_int_equal(ug_tcp_reasm_segment(r, &s), 0);
+	assert_int_equal(ug_tcp_reasm_next(r, &ev), 1);
+	assert_int_equal(ev.conn->proto, UG_CAPTURE_PROTO_USBREDIR);
+	ug_tcp_reasm_free(r);
+
+	/* Text both ways: undecided while short, unknown at the close. */
+	r = handshake();
+	feed(r, C, A, 101, 501, "GET");
+	assert_int_equal(ug_tcp_reasm_next(r, &ev), 1);
+	assert_int_equal(ev.conn->proto, UG_CAPTURE_PROTO_NEED_MORE);
+	feed(r, C, RST, 104, 501, NULL);
+	assert_int_equal(ug_tcp_reasm_next(r, &ev), 1);
+	assert_int_equal(ev.type, UG_CAPTURE_CLOSE);
+	assert_int_equal(ev.conn->proto, UG_CAPTURE_PROTO_UNKNOWN);
+	ug_tcp_reasm_free(r);
+
+	/* A gap at the start of a side leaves the decision to the other. */
+	static const uint8_t major[4] = { 2, 0, 0, 0 };
+
+	r = handshake_lim(&no_reorder);
+	feed(r, S, A, 501, 101, "REDQ");
+	feed(r, C, A, 130, 505, "z");
+	feed(r, S, A, 505, 131, NULL);
+	assert_string_equal(drain(r), "D1s0:REDQ G1c0+29/1 D1c29:z");
+	s = mkseg(S, A, 505, 131, NULL);
+	s.data = major;
+	s.len = s.caplen = 4;
+	assert_int_equal(ug_tcp_reasm_segment(r, &s), 0);
+	assert_int_equal(ug_tcp_reasm_next(r, &ev), 1);
+	assert_int_equal(ev.conn->proto, UG_CAPTURE_PROTO_SPICE);
+	ug_tcp_reasm_free(r);
+}
+
 static void test_ipv6_and_notice(void **state)
 {
 	struct ug_tcp_reasm *r = ug_tcp_reasm_new();
@@ -780,6 +836,7 @@ int main(void)
 		cmocka_unit_test(test_connection_table_full),
 		cmocka_unit_test(test_inconsistent_segment_refused),
 		cmocka_unit_test(test_random_order_byte_exact),
+		cmocka_unit_test(test_running_classification),
 		cmocka_unit_test(test_ipv6_and_notice),
 	};
 
