@@ -73,8 +73,10 @@ int main(int argc, char **argv)
 	ug_capture_progress(c, &done, &total);
 	ug_capture_get_stats(c, &st);
 	printf("read %" PRIu64 " bytes (%" PRIu64 " frames, %" PRIu64 " connections, %" PRIu64
-	       " events, %" PRIu64 " stream bytes, %" PRIu64 " missing) in %.3f s: %.1f MB/s\n",
-	       done, st.frames, st.connections, events, st.bytes_delivered, st.bytes_missing, dt,
+	       " events, %" PRIu64 " stream bytes, %" PRIu64 " missing, %" PRIu64 " duplicate, %"
+	       PRIu64 " dropped, %" PRIu64 " notices) in %.3f s: %.1f MB/s\n",
+	       done, st.frames, st.connections, events, st.bytes_delivered, st.bytes_missing,
+	       st.bytes_duplicate, st.bytes_dropped, st.notices, dt,
 	       dt > 0 ? (double)done / dt / 1e6 : 0.0);
 	ug_capture_free(c);
 	return 0;
