@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* pcap-source.c: ug_capture, frames from libpcap (files or live) decoded down to TCP and reassembled. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pcap/pcap.h>
 #include <stdio.h>
@@ -269,6 +270,18 @@ UG_EXPORT void ug_capture_stop(ug_capture *c)
 UG_EXPORT int ug_capture_at_end(const ug_capture *c)
 {
 	return c->ended;
+}
+
+UG_EXPORT char *ug_capture_endpoint_format(const struct ug_capture_endpoint *e, char *buf,
+                                           size_t size)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+
+	if (!buf || size == 0)
+		return buf;
+	inet_ntop(e->family == 6 ? AF_INET6 : AF_INET, e->addr, a, sizeof(a));
+	snprintf(buf, size, e->family == 6 ? "[%s]:%u" : "%s:%u", a, e->port);
+	return buf;
 }
 
 /* ---- frames down to TCP ---- */

@@ -438,6 +438,11 @@ int ug_capture_linktype(const ug_capture *c);
 /* Detail of the last error ("" if none); owned by c. */
 const char *ug_capture_errmsg(const ug_capture *c);
 
+/* Writes "127.0.0.1:5900" or "[::1]:5900" into buf (NUL-terminated, cut to
+ * size); returns buf. UG_CAPTURE_ENDPOINT_STRLEN bytes always suffice. */
+#define UG_CAPTURE_ENDPOINT_STRLEN 56
+char *ug_capture_endpoint_format(const struct ug_capture_endpoint *e, char *buf, size_t size);
+
 /*
  * What a connection carries, from the first bytes of each side (either may
  * be short or empty). Returns UG_CAPTURE_PROTO_NEED_MORE while the bytes seen

@@ -282,6 +282,16 @@ static void assert_streams_equal(const struct result *res, const struct expected
 	assert_int_equal(res->stats.connections, 3);
 }
 
+static void assert_endpoints(const struct conn_result *cr, const char *client, const char *server)
+{
+	char b[UG_CAPTURE_ENDPOINT_STRLEN], want[UG_CAPTURE_ENDPOINT_STRLEN];
+
+	snprintf(want, sizeof(want), "%s%u", client, cr->client.port);
+	assert_string_equal(ug_capture_endpoint_format(&cr->client, b, sizeof(b)), want);
+	snprintf(want, sizeof(want), "%s%u", server, cr->server.port);
+	assert_string_equal(ug_capture_endpoint_format(&cr->server, b, sizeof(b)), want);
+}
+
 static void check_file(const char *name, const char *streams, int dlt, uint16_t family)
 {
 	struct expected e;
@@ -296,6 +306,8 @@ static void check_file(const char *name, const char *streams, int dlt, uint16_t 
 	assert_true(total > 0);
 	run(c, &res);
 	assert_streams_equal(&res, &e, family);
+	assert_endpoints(&res.conn[0], family == 6 ? "[::1]:" : "127.0.0.1:",
+	                 family == 6 ? "[::1]:" : "127.0.0.1:");
 	assert_int_equal(ug_capture_progress(c, &done, &total), 0);
 	assert_int_equal(done, total);
 	assert_int_equal(res.stats.frames_skipped, 0);
