@@ -635,7 +635,8 @@ const char *ug_recorder_errmsg(const ug_recorder *r);
  *   cannot be taken back, so the same rule is applied to data still held out
  *   of order; differing retransmitted bytes are counted, never delivered.
  * - Missing data becomes a GAP (offset, length) and delivery goes on after
- *   it, when: the other side acknowledged bytes that were never captured; a
+ *   it, when: the other side acknowledged bytes that were never captured
+ *   and they did not turn up within the reorder window; a
  *   frame was cut by the snapshot length; the out-of-order data held for one
  *   side or in total would exceed its limit (the oldest hole is given up);
  *   the connection ends (FIN, RST, eviction, end of capture) with holes.
@@ -687,11 +688,19 @@ struct ug_capture_endpoint {
 /* conn->flags */
 #define UG_CAPTURE_CONN_HANDSHAKE 0x1  /* the client's SYN was captured */
 
-/* One connection; owned by the capture, valid until the call after its CLOSE. */
+/* One connection; owned by the capture, valid until the call after its CLOSE.
+ * flags can gain UG_CAPTURE_CONN_HANDSHAKE after OPEN when the capture has
+ * the SYN after the SYN+ACK. */
 struct ug_capture_conn {
 	uint32_t id;            /* 1, 2, ... in order of appearance */
 	uint32_t flags;         /* UG_CAPTURE_CONN_* */
 	struct ug_capture_endpoint client, server;
+	int proto;              /* enum ug_capture_proto from the first bytes of
+	                         * each side (ug_capture_classify()), updated as
+	                         * DATA arrives: NEED_MORE until decided, never
+	                         * NEED_MORE at CLOSE. A consumer holds the DATA
+	                         * of a connection while it is NEED_MORE, then
+	                         * feeds the held bytes to the right decoder. */
 };
 
 /*
@@ -718,15 +727,20 @@ struct ug_capture_limits {
 	uint64_t max_buffered_per_side; /* out-of-order bytes held for one side */
 	uint64_t max_buffered_total;    /* out-of-order bytes held in all */
 	uint64_t window;                /* how far ahead of the next byte data may start */
+	uint32_t reorder_window;        /* segments of a connection to wait, after an
+	                                 * ACK showed a hole, before it is a gap (1:
+	                                 * at once); captures reorder ACKs and data */
 };
 #define UG_CAPTURE_DEFAULT_MAX_CONNECTIONS 1024u
 #define UG_CAPTURE_DEFAULT_MAX_BUFFERED_PER_SIDE (4u * 1024u * 1024u)
 #define UG_CAPTURE_DEFAULT_MAX_BUFFERED_TOTAL (16u * 1024u * 1024u)
 #define UG_CAPTURE_DEFAULT_WINDOW (64u * 1024u * 1024u)
+#define UG_CAPTURE_DEFAULT_REORDER_WINDOW 32u
 
 struct ug_capture_stats {
 	uint64_t frames;            /* frames read */
 	uint64_t frames_skipped;    /* frames that were not usable IPv4/IPv6 TCP */
+	uint64_t frames_dropped;    /* live: frames the kernel or libpcap dropped */
 	uint64_t segments;          /* TCP segments handed to reassembly */
 	uint64_t bytes_delivered;   /* in DATA events */
 	uint64_t bytes_duplicate;   /* retransmitted or overlapping, dropped (first wins) */
@@ -766,7 +780,9 @@ int ug_capture_open_memory(ug_capture *c, const void *buf, size_t len);
 int ug_capture_open_live(ug_capture *c, const char *iface, const char *filter);
 
 /* Live: a file descriptor to poll for input (e.g. g_unix_fd_add() in a GLib
- * main loop), owned by the capture; -1 for files. */
+ * main loop), owned by the capture; -1 for files. When it polls readable,
+ * call ug_capture_next() until it returns 0: frames already in libpcap's
+ * ring do not make the descriptor readable again. */
 int ug_capture_fd(const ug_capture *c);
 
 /*
@@ -789,7 +805,8 @@ void ug_capture_stop(ug_capture *c);
 int ug_capture_at_end(const ug_capture *c);
 
 /* Files: bytes of the file read so far and its size, for a progress
- * indicator (*ret_total is 0 when the size is unknown, e.g. a pipe). */
+ * indicator (*ret_total is 0 when the size is unknown, e.g. a pipe).
+ * UG_E_STATE for live captures and before a file is open. */
 int ug_capture_progress(const ug_capture *c, uint64_t *ret_done, uint64_t *ret_total);
 
 void ug_capture_get_stats(const ug_capture *c, struct ug_capture_stats *ret_stats);
@@ -799,6 +816,11 @@ int ug_capture_linktype(const ug_capture *c);
 
 /* Detail of the last error ("" if none); owned by c. */
 const char *ug_capture_errmsg(const ug_capture *c);
+
+/* Writes "127.0.0.1:5900" or "[::1]:5900" into buf (NUL-terminated, cut to
+ * size); returns buf. UG_CAPTURE_ENDPOINT_STRLEN bytes always suffice. */
+#define UG_CAPTURE_ENDPOINT_STRLEN 56
+char *ug_capture_endpoint_format(const struct ug_capture_endpoint *e, char *buf, size_t size);
 
 /*
  * What a connection carries, from the first bytes of each side (either may
