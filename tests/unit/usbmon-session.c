@@ -39,6 +39,8 @@ struct sess {
 	uint64_t next_id;
 };
 
+static void fail(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void fail(struct out *o, const char *fmt, ...)
 {
 	va_list ap;
