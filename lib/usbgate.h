@@ -95,8 +95,9 @@ enum ug_dir {
 	UG_DIR_H2G = 1, /* host -> guest: written by the usb-host */
 };
 
-/* Default packet size limit: the same as libusbredirparser's. */
-#define UG_USBREDIR_DEFAULT_MAX_PACKET (128u * 1024u * 1024u)
+/* Default packet size limit: the same as libusbredirparser's (a 128 MiB bulk
+ * transfer plus 1 KiB for headers), so that every packet it accepts is accepted. */
+#define UG_USBREDIR_DEFAULT_MAX_PACKET (128u * 1024u * 1024u + 1024u)
 /* How many capability words of a hello are kept (the rest are counted). */
 #define UG_USBREDIR_MAX_CAP_WORDS 8
 
@@ -168,11 +169,13 @@ void ug_usbredir_session_free(ug_usbredir_session *s);
 int ug_usbredir_session_set_max_packet(ug_usbredir_session *s, uint32_t max);
 
 /* For a stream that starts after the hellos: the negotiated capability word
- * (bits usb_redir_cap_*, the intersection of both sides) to decode with. */
+ * (bits usb_redir_cap_*, the intersection of both sides) to decode with. Once
+ * both hellos have been decoded, they decide instead. */
 int ug_usbredir_session_set_caps(ug_usbredir_session *s, uint32_t negotiated_caps);
 
-/* The negotiated capability word: known once both hellos were decoded or the
- * caps were set; until then the caps of hellos seen so far are not combined. */
+/* The negotiated capability word (the intersection of both hellos, where
+ * bulk_streams counts only with ep_info_max_packet_size), or the caps set;
+ * 0 while ug_usbredir_session_caps_known() is 0. */
 uint32_t ug_usbredir_session_caps(const ug_usbredir_session *s);
 /* 1 once the negotiated caps are known (both hellos, or set explicitly). */
 int ug_usbredir_session_caps_known(const ug_usbredir_session *s);
@@ -181,7 +184,9 @@ int ug_usbredir_session_caps_known(const ug_usbredir_session *s);
  * Push bytes of one direction. The decoder keeps a pointer to buf (it does not
  * copy what it can return as views) until ug_usbredir_session_next() returned 0
  * for that direction; the caller keeps buf unchanged until then. Bytes of a
- * packet that is split across feeds are copied into a bounded buffer.
+ * packet that is split across feeds are copied into a bounded buffer, and so
+ * are bytes left over when feed() is called again before next() returned 0.
+ * Ends the validity of views returned for this direction.
  */
 int ug_usbredir_session_feed(ug_usbredir_session *s, enum ug_dir dir,
                              const void *buf, size_t len);
@@ -194,6 +199,17 @@ int ug_usbredir_session_feed(ug_usbredir_session *s, enum ug_dir dir,
  * and decoding goes on with the next call. After UG_E_TOOBIG the body is
  * discarded as it arrives, without buffering, and decoding resumes after it.
  * The detail of the last error is in ug_usbredir_session_errmsg().
+ *
+ * Unknown packet types are returned with known = 0 (libusbredirparser rejects
+ * them). A hello's data are its capability words; a second hello in the same
+ * direction is returned but, as in libusbredirparser, changes nothing. The
+ * packets accepted and rejected are libusbredirparser's for the receiving
+ * role; docs/usbredir-codec.md lists the rules.
+ *
+ * A direction's packets after its hello can only be decoded once the other
+ * direction's hello was decoded (or the caps were set): until then next()
+ * holds the fed bytes (at most one maximal packet, else UG_E_STATE for good)
+ * and returns 0. Poll both directions after decoding a hello.
  */
 int ug_usbredir_session_next(ug_usbredir_session *s, enum ug_dir dir,
                              struct ug_usbredir_packet *ret_pkt);
