@@ -7,28 +7,12 @@
 
 #include "common.h"
 
-/* Names of packet types, indexed by type (data packets from 100). */
-static const char *const control_names[] = {
-	"hello", "device_connect", "device_disconnect", "reset", "interface_info", "ep_info",
-	"set_configuration", "get_configuration", "configuration_status", "set_alt_setting",
-	"get_alt_setting", "alt_setting_status", "start_iso_stream", "stop_iso_stream",
-	"iso_stream_status", "start_interrupt_receiving", "stop_interrupt_receiving",
-	"interrupt_receiving_status", "alloc_bulk_streams", "free_bulk_streams",
-	"bulk_streams_status", "cancel_data_packet", "filter_reject", "filter_filter",
-	"device_disconnect_ack", "start_bulk_receiving", "stop_bulk_receiving",
-	"bulk_receiving_status",
-};
-static const char *const data_names[] = {
-	"control_packet", "bulk_packet", "iso_packet", "interrupt_packet", "buffered_bulk_packet",
-};
-
+/* The codec names the packet types; unknown ones are "unknown" here. */
 static const char *type_name(uint32_t type)
 {
-	if (type < UG_NELEMS(control_names))
-		return control_names[type];
-	if (type >= 100 && type - 100 < UG_NELEMS(data_names))
-		return data_names[type - 100];
-	return "unknown";
+	const char *n = ug_usbredir_type_name(type);
+
+	return n ? n : "unknown";
 }
 
 UG_EXPORT const char *ug_render_status_name(uint32_t status)

@@ -32,10 +32,10 @@ struct sess {
 	size_t wlen, walloc;
 	const uint8_t *rbuf;    /* bytes offered to a parser's read */
 	size_t rlen;
+	ug_usbredir_session *dec; /* the codec, decoding what the parsers wrote */
 	ug_tracker *t;
 	ug_usbmon *m;
 	uint32_t session;
-	int hellos;             /* hellos seen: caps are known after two */
 	uint64_t next_id;
 };
 
@@ -101,7 +101,8 @@ static void output(struct sess *s, const struct ug_usbredir_packet *pkt)
 	struct ug_transfer_event ev;
 	struct ug_usbmon_record rec;
 	struct ug_raw_record raw = {
-		pkt->dir, o->ts, ALL_CAPS, s->hellos >= 2, s->session, pkt->raw, pkt->raw_len,
+		pkt->dir, o->ts, ug_usbredir_session_caps(s->dec),
+		ug_usbredir_session_caps_known(s->dec), s->session, pkt->raw, pkt->raw_len,
 	};
 
 	o->st->packets++;
@@ -136,6 +137,54 @@ static void output(struct sess *s, const struct ug_usbredir_packet *pkt)
 		ug_render_packet(o->text, UG_RENDER_SUMMARY, o->ts - T0_NS, s->session, pkt);
 	if (o->json)
 		ug_render_packet(o->json, UG_RENDER_JSON, o->ts - T0_NS, s->session, pkt);
+}
+
+/* Renders a packet as a JSON line into a fresh string (every field). */
+static char *json_of(const struct ug_usbredir_packet *pkt)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f)
+		return NULL;
+	ug_render_packet(f, UG_RENDER_JSON, 0, 0, pkt);
+	fclose(f);
+	return buf;
+}
+
+/*
+ * The wire bytes go through the codec, as usbdump will decode them; the
+ * codec's packet must say exactly what the test meant to send (compared
+ * field by field through the JSON renderer), and it is what the outputs get.
+ */
+static void decode_and_output(struct sess *s, struct ug_usbredir_packet *want)
+{
+	struct ug_usbredir_packet got;
+	char *a, *b;
+	int rc;
+
+	rc = ug_usbredir_session_feed(s->dec, want->dir, want->raw, want->raw_len);
+	if (rc == 0)
+		rc = ug_usbredir_session_next(s->dec, want->dir, &got);
+	if (rc != 1) {
+		fail(s->o, "session %u: codec returned %d for type %u: %s", s->session, rc,
+		     want->type, ug_usbredir_session_errmsg(s->dec));
+		return;
+	}
+	want->offset = got.offset;
+	a = json_of(want);
+	b = json_of(&got);
+	if (!a || !b || strcmp(a, b) != 0)
+		fail(s->o, "session %u: codec disagrees:\n  meant %s  codec %s", s->session,
+		     a ? a : "?", b ? b : "?");
+	free(a);
+	free(b);
+	if (got.raw_len != want->raw_len || memcmp(got.raw, want->raw, got.raw_len) != 0)
+		fail(s->o, "session %u: codec raw view differs", s->session);
+	output(s, &got);
+	if (ug_usbredir_session_next(s->dec, want->dir, &got) != 0)
+		fail(s->o, "session %u: codec found a second packet", s->session);
 }
 
 /*
@@ -235,7 +284,7 @@ static void send_pkt(struct sess *s, enum ug_dir dir, uint32_t type, uint64_t id
 	pkt.length = (uint32_t)(s->wlen - hdr);
 	pkt.data = data_len ? s->wbuf + s->wlen - data_len : NULL;
 	pkt.data_len = data_len;
-	output(s, &pkt);
+	decode_and_output(s, &pkt);
 	/* The host answers within tens of microseconds; the guest thinks longer. */
 	s->o->ts += dir == UG_DIR_G2H ? 45000 : 120000;
 }
@@ -256,7 +305,6 @@ static void hellos(struct sess *s)
 			fail(s->o, "hello of %zu bytes", s->wlen);
 			return;
 		}
-		s->hellos++;
 		memset(&pkt, 0, sizeof(pkt));
 		pkt.dir = i == 0 ? UG_DIR_G2H : UG_DIR_H2G;
 		pkt.type = usb_redir_hello;
@@ -267,7 +315,10 @@ static void hellos(struct sess *s)
 		pkt.raw = s->wbuf;
 		pkt.raw_len = s->wlen;
 		pkt.length = 68;
-		output(s, &pkt);
+		/* The codec also gives a hello's cap words as its data. */
+		pkt.data = s->wbuf + 12 + 64;
+		pkt.data_len = 4;
+		decode_and_output(s, &pkt);
 		s->rbuf = s->wbuf;
 		s->rlen = s->wlen;
 		usbredirparser_do_read(to[i]);
@@ -295,6 +346,7 @@ static void sess_init(struct sess *s, struct out *o, uint32_t session, uint8_t d
 	s->o = o;
 	s->session = session;
 	s->next_id = 1;
+	s->dec = ug_usbredir_session_new();
 	s->t = ug_tracker_new();
 	s->m = ug_usbmon_new();
 	ug_usbmon_set_address(s->m, 1, devnum);
@@ -316,6 +368,7 @@ static void sess_end(struct sess *s)
 	usbredirparser_destroy(s->h);
 	ug_tracker_free(s->t);
 	ug_usbmon_free(s->m);
+	ug_usbredir_session_free(s->dec);
 	free(s->wbuf);
 }
 
