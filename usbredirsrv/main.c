@@ -49,7 +49,15 @@ static GLogWriterOutput log_writer(GLogLevelFlags level, const GLogField *fields
 	if (g_log_writer_is_journald(fileno(stderr)) &&
 	    g_log_writer_journald(level, fields, n_fields, user_data) == G_LOG_WRITER_HANDLED)
 		return G_LOG_WRITER_HANDLED;
-	return g_log_writer_standard_streams(level, fields, n_fields, user_data);
+	{
+		/* One plain line: the serial consoles and log files this goes to
+		 * are not terminals worth colouring. */
+		char *line = g_log_writer_format_fields(level, fields, n_fields, FALSE);
+
+		fprintf(stderr, "%s\n", line);
+		g_free(line);
+	}
+	return G_LOG_WRITER_HANDLED;
 }
 
 static GLogLevelFlags glib_level(int ug_level)
