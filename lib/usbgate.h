@@ -600,6 +600,65 @@ int ug_recorder_finish(ug_recorder *r);
 void ug_recorder_get_stats(const ug_recorder *r, struct ug_recorder_stats *ret_stats);
 const char *ug_recorder_errmsg(const ug_recorder *r);
 
+/* ---- capture demux, proxy: sources into the recorder ---------------------- */
+
+/*
+ * The proxy joins two transports: a, the usb-guest's side (e.g. QEMU's
+ * chardev), and b, the usb-host's side (usbredirect, usbredirsrv). Every byte
+ * one side delivers is sent to the other unchanged and in order, and only
+ * then shown to the tap with its direction (UG_DIR_G2H for a -> b) and the
+ * time it was received; what the tap does never changes what is forwarded.
+ *
+ * Backpressure: when the receiving transport's queue exceeds the high-water
+ * mark, reading from the sending side is paused until the queue drained
+ * below the low-water mark, so memory stays bounded by the high mark plus one
+ * read. When either side ends, nothing more is read, the other side's queue
+ * is flushed (for at most the flush timeout) and it is closed; the closed
+ * callback then comes once. The proxy owns both transports from
+ * ug_proxy_new() on and runs on the thread-default main context.
+ */
+typedef struct ug_proxy ug_proxy;
+struct ug_transport; /* see the transport section below */
+
+#define UG_PROXY_DEFAULT_HIGH_WATER (4u * 1024u * 1024u)
+#define UG_PROXY_DEFAULT_LOW_WATER (1u * 1024u * 1024u)
+#define UG_PROXY_DEFAULT_FLUSH_MS 5000u
+/* Room above the high mark a transport's own queue limit keeps for one read. */
+#define UG_PROXY_OVERSHOOT (16u * 1024u * 1024u)
+
+/* data is valid during the call only. */
+typedef void (*ug_proxy_tap_fn)(ug_proxy *p, enum ug_dir dir, const uint8_t *data,
+                                size_t len, uint64_t ts_ns, void *user_data);
+/* first_side: the side that ended first (UG_DIR_G2H for a, UG_DIR_H2G for b);
+ * error and message as in ug_transport_closed_fn (UG_E_TIMEOUT when the other
+ * side's queue could not be flushed in time). The callback may free p. */
+typedef void (*ug_proxy_closed_fn)(ug_proxy *p, enum ug_dir first_side, int error,
+                                   const char *message, void *user_data);
+
+struct ug_proxy_stats {
+	uint64_t bytes[2];      /* forwarded, per direction (UG_DIR_G2H: a -> b) */
+	uint64_t pauses;        /* times a side was paused for backpressure */
+	size_t max_pending;     /* the largest queue seen on either side */
+};
+
+/* Takes ownership of a and b (also on failure: NULL only for bad arguments
+ * or OOM, and then neither is freed). */
+ug_proxy *ug_proxy_new(struct ug_transport *a, struct ug_transport *b);
+/* Frees both transports (closing them without a callback). Accepts NULL. */
+void ug_proxy_free(ug_proxy *p);
+/* Before ug_proxy_start(): watermarks in bytes (low <= high, high > 0). */
+int ug_proxy_set_watermarks(ug_proxy *p, size_t high, size_t low);
+void ug_proxy_set_flush_timeout(ug_proxy *p, unsigned ms);
+void ug_proxy_set_tap(ug_proxy *p, ug_proxy_tap_fn fn, void *user_data);
+void ug_proxy_set_closed(ug_proxy *p, ug_proxy_closed_fn fn, void *user_data);
+/* Installs the transports' callbacks; forwarding starts with the next
+ * main-loop iteration. UG_E_STATE when called twice. */
+int ug_proxy_start(ug_proxy *p);
+/* a (UG_DIR_G2H) or b (UG_DIR_H2G); owned by p. */
+struct ug_transport *ug_proxy_transport(const ug_proxy *p, enum ug_dir side);
+void ug_proxy_get_stats(const ug_proxy *p, struct ug_proxy_stats *ret_stats);
+const char *ug_proxy_errmsg(const ug_proxy *p);
+
 /* ---- capture sources: pcap reader, TCP reassembly ------------------------ */
 
 /*
