@@ -1290,25 +1290,20 @@ static void ch_ready(struct conn *k)
 static int ch_message(struct conn *k, const struct ug_spice_unit *u)
 {
 	struct spice_usbredir *ch = ch_of_conn(k);
+	const uint8_t *data;
+	size_t len;
 	int r;
 
-	switch (u->type) {
-	case SPICE_MSG_SPICEVMC_DATA:
-		ug_transport_deliver(&ch->t, u->body, u->size);
-		return 0;
-	case SPICE_MSG_SPICEVMC_COMPRESSED_DATA:
-		ug_buf_reset(&ch->scratch);
-		r = ug_spice_vmc_decompress(u->body, u->size, VMC_MAX_UNCOMPRESSED, &ch->scratch,
-		                            k->err);
-		if (r < 0)
-			return r;
-		ug_transport_deliver(&ch->t, ug_buf_peek(&ch->scratch), ch->scratch.len);
-		return 0;
-	default:
+	r = ug_spice_vmc_payload(u, VMC_MAX_UNCOMPRESSED, &ch->scratch, &data, &len, k->err);
+	if (r < 0)
+		return r;
+	if (r == 0) {
 		logf_(k->c, UG_LOG_DEBUG, "usbredir channel %u: ignored message type %u (%u bytes)",
 		      k->id, u->type, u->size);
 		return 0;
 	}
+	ug_transport_deliver(&ch->t, data, len);
+	return 0;
 }
 
 static void ch_closed(struct conn *k, int error, const char *message)

@@ -289,6 +289,7 @@ int ug_spice_client_set_pubkey_file(ug_spice_client *c, const char *path);
 /* 0 turns certificate verification off (logged as a warning at connect). */
 void ug_spice_client_set_verify(ug_spice_client *c, int verify);
 void ug_spice_client_set_log(ug_spice_client *c, ug_log_fn fn, void *user_data);
+/* cb is copied; user_data is passed to every callback. */
 void ug_spice_client_set_callbacks(ug_spice_client *c,
                                    const struct ug_spice_client_callbacks *cb,
                                    void *user_data);

@@ -650,6 +650,28 @@ static void test_vmc_lz4_round_trip(void **state)
 	}
 	assert_int_equal(r, 0);
 	assert_int_equal(compressed, 5);
+	/* The same stream through ug_spice_vmc_payload(), as a capture reader does it. */
+	{
+		struct ug_buf scratch, again;
+		const uint8_t *p;
+		size_t n;
+		ug_spice_dec *d2 = ug_spice_dec_new(UG_SPICE_UNIT_MINI, 0);
+		struct ug_spice_unit ping = { .type = SPICE_MSG_PING };
+
+		ug_buf_init(&scratch, 1 << 20);
+		ug_buf_init(&again, 1 << 20);
+		assert_int_equal(ug_spice_dec_feed(d2, ug_buf_peek(&wire), wire.len), 0);
+		while (ug_spice_dec_next(d2, &u) == 1) {
+			assert_int_equal(ug_spice_vmc_payload(&u, 1 << 20, &scratch, &p, &n, err), 1);
+			assert_int_equal(ug_buf_append(&again, p, n), 0);
+		}
+		assert_int_equal(again.len, plain.len);
+		assert_memory_equal(ug_buf_peek(&again), ug_buf_peek(&plain), plain.len);
+		assert_int_equal(ug_spice_vmc_payload(&ping, 1 << 20, &scratch, &p, &n, err), 0);
+		ug_buf_release(&scratch);
+		ug_buf_release(&again);
+		ug_spice_dec_free(d2);
+	}
 	assert_int_equal(raw, 1);
 	assert_int_equal(plain.len, sizeof(data) + 2001);
 	assert_memory_equal(ug_buf_peek(&plain), data, sizeof(data));
