@@ -288,6 +288,11 @@ int ug_spice_client_set_host_subject(ug_spice_client *c, const char *subject);
 int ug_spice_client_set_pubkey_file(ug_spice_client *c, const char *path);
 /* 0 turns certificate verification off (logged as a warning at connect). */
 void ug_spice_client_set_verify(ug_spice_client *c, int verify);
+/* Every channel's connect, TLS handshake and link (for the main channel: up
+ * to MAIN_INIT) must finish within ms, else it fails with UG_E_TIMEOUT;
+ * 0 waits forever. */
+void ug_spice_client_set_link_timeout(ug_spice_client *c, unsigned ms);
+#define UG_SPICE_DEFAULT_LINK_TIMEOUT_MS 15000u
 void ug_spice_client_set_log(ug_spice_client *c, ug_log_fn fn, void *user_data);
 /* cb is copied; user_data is passed to every callback. */
 void ug_spice_client_set_callbacks(ug_spice_client *c,

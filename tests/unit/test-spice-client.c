@@ -303,6 +303,7 @@ enum scenario {
 	SC_SILENT_USBREDIR,
 	SC_CORRUPT_LZ4,
 	SC_MIGRATE,
+	SC_STALL,
 };
 
 #define SESSION_ID 0x5eed1234u
@@ -521,6 +522,12 @@ static gpointer serve_conn(gpointer data)
 		goto out;
 	if (sv->sc == SC_SILENT_USBREDIR && m.channel_type == SPICE_CHANNEL_USBREDIR)
 		goto out;
+	if (sv->sc == SC_STALL) {
+		/* Accept the link message and say nothing until the client gives up. */
+		while (recv(fd, body, sizeof(body), 0) > 0)
+			;
+		goto out;
+	}
 	memset(&r, 0, sizeof(r));
 	der_len = i2d_PUBKEY(sv->key, &der);
 	memcpy(r.pub_key, der, (size_t)der_len);
@@ -939,6 +946,34 @@ static void test_fake_server_migration_refused(void **state)
 	server_stop(sv);
 }
 
+static void test_fake_server_stalls(void **state)
+{
+	struct server *sv = server_start(SC_STALL, "");
+	struct run r = { .open_id = -1 };
+	struct ug_spice_client_callbacks cb = { r_connected, r_added, NULL, r_disconnected };
+	char uri[64];
+	gint64 t0;
+
+	r.loop = g_main_loop_new(NULL, FALSE);
+	r.c = ug_spice_client_new();
+	snprintf(uri, sizeof(uri), "spice://127.0.0.1:%d", sv->port);
+	assert_int_equal(ug_spice_client_set_uri(r.c, uri), 0);
+	ug_spice_client_set_callbacks(r.c, &cb, &r);
+	ug_spice_client_set_link_timeout(r.c, 300);
+	assert_int_equal(ug_spice_client_connect(r.c), 0);
+	t0 = g_get_monotonic_time();
+	guint t = g_timeout_add_seconds(10, r_timeout, &r);
+	g_main_loop_run(r.loop);
+	g_source_remove(t);
+	assert_true(r.disconnected);
+	assert_int_equal(r.disc_error, UG_E_TIMEOUT);
+	assert_non_null(strstr(r.disc_msg, "no progress within 300 ms (waiting for the link reply)"));
+	/* Not a timing assertion: only that it did not wait for the 10 s guard. */
+	assert_true(g_get_monotonic_time() - t0 < 9 * G_USEC_PER_SEC);
+	run_finish(&r);
+	server_stop(sv);
+}
+
 static void test_connect_refused(void **state)
 {
 	struct run r = { .open_id = -1 };
@@ -1053,6 +1088,7 @@ int main(void)
 		cmocka_unit_test(test_fake_server_corrupt_lz4),
 		cmocka_unit_test(test_fake_server_migration_refused),
 		cmocka_unit_test(test_connect_refused),
+		cmocka_unit_test(test_fake_server_stalls),
 		cmocka_unit_test(test_fake_server_pause_and_limits),
 	};
 
