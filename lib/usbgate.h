@@ -233,7 +233,9 @@ int ug_usbredir_encode(uint32_t negotiated_caps, const struct ug_usbredir_packet
  * as a ug_transport that carries the de-framed usbredir byte stream. The
  * session runs on the thread-default GLib main context of the thread that
  * called ug_spice_client_connect(); every callback comes from that context,
- * never from inside a ug_spice_client_* or ug_transport_* call.
+ * never from inside a ug_spice_client_* or ug_transport_* call, with one
+ * exception: ug_spice_client_disconnect() and ug_spice_client_free() make the
+ * open transports' closed callbacks (UG_E_CLOSED) before they return.
  *
  * spice-server admits one client: connecting disconnects a viewer that is
  * already connected to the same VM (the client logs a warning first).
@@ -307,7 +309,8 @@ void ug_spice_client_set_wire_tap(ug_spice_client *c, ug_spice_wire_fn fn, void 
 /* Starts linking the main channel; the outcome comes through the callbacks.
  * UG_E_INVAL without a URI, UG_E_STATE while connected or connecting. */
 int ug_spice_client_connect(ug_spice_client *c);
-/* Closes the session (no disconnected callback for this one). */
+/* Closes the session: the open transports get their closed callback now;
+ * no disconnected callback follows. */
 void ug_spice_client_disconnect(ug_spice_client *c);
 /* 1 between the connected and disconnected callbacks. */
 int ug_spice_client_is_connected(const ug_spice_client *c);
@@ -328,6 +331,9 @@ int ug_spice_client_open_usbredir(ug_spice_client *c, unsigned channel_id,
  * with isochronous endpoints. Returns UG_E_INVAL for other transports. */
 int ug_spice_usbredir_set_lz4(struct ug_transport *t, int on);
 
+/* Detail of the last failure ("" if none), e.g. "usbredir channel 1: link
+ * refused: permission denied: wrong password, or the password has expired";
+ * owned by c, valid until the next call on c. */
 const char *ug_spice_client_errmsg(const ug_spice_client *c);
 
 
