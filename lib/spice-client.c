@@ -1378,6 +1378,8 @@ static void ch_closed(struct conn *k, int error, const char *message)
 	int was_ready = ch->was_ready;
 	unsigned id = k->id;
 
+	if (c && error)
+		snprintf(c->err, sizeof(c->err), "%s", message);
 	ch_detach(ch);
 	/* The caller may free the transport in this callback: ch is not used after it. */
 	ug_transport_report_closed(&ch->t, error, message);

@@ -910,6 +910,7 @@ static void test_fake_server_no_such_channel(void **state)
 	assert_true(r.t_closed);
 	assert_int_equal(r.t_error, UG_E_NOTFOUND);
 	assert_non_null(strstr(r.t_msg, "without a link reply: no such channel"));
+	assert_string_equal(ug_spice_client_errmsg(r.c), r.t_msg);
 	assert_false(r.disconnected);
 	run_finish(&r);
 	server_stop(sv);
