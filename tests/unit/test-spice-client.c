@@ -767,7 +767,7 @@ static gboolean r_poll_server(gpointer user_data)
 static void run_client(struct server *sv, struct run *r, const char *password)
 {
 	struct ug_spice_client_callbacks cb = { r_connected, r_added, NULL, r_disconnected };
-	char uri[64], err[UG_ERRMSG_SIZE];
+	char uri[64];
 	void *poll_args[2] = { r, sv };
 	guint t1, t2;
 
@@ -789,7 +789,6 @@ static void run_client(struct server *sv, struct run *r, const char *password)
 	g_main_loop_run(r->loop);
 	g_source_remove(t1);
 	g_source_remove(t2);
-	(void)err;
 }
 
 static void run_finish(struct run *r)

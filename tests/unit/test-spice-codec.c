@@ -811,7 +811,6 @@ static void build_session(uint8_t *cs, size_t *clen, uint8_t *ss, size_t *slen, 
 {
 	struct ug_spice_link_mess m = { 0 };
 	struct ug_spice_link_reply r = { 0 };
-	uint64_t serial = 0;
 	uint8_t b[12];
 	size_t n;
 
@@ -843,7 +842,6 @@ static void build_session(uint8_t *cs, size_t *clen, uint8_t *ss, size_t *slen, 
 	*slen += ug_spice_header_encode(1, 0, SPICE_MSG_PING, 12, ss + *slen);
 	ug_spice_pong_encode(9, 10, b);
 	memcpy(ss + *slen, b, 12), *slen += 12;
-	(void)serial;
 }
 
 /* Decodes both sides with step-byte feeds, client first or server first; returns the event kinds.
