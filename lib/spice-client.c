@@ -324,6 +324,7 @@ struct conn {
 	int ssl_wants_write;    /* the last handshake step or SSL_read needs to write */
 	int connect_err;        /* errno of a connect() that failed at once */
 	GSource *timer;         /* bounds the link phase */
+	int saw_disconnecting;  /* the server announced its close */
 	GSource *src;
 	struct addrinfo *ai_list, *ai_next;
 	ug_spice_dec *dec;
@@ -484,6 +485,7 @@ static void conn_reset(struct conn *k)
 	k->serial = 0;
 	k->ack_window = k->ack_left = 0;
 	k->ssl_wants_write = 0;
+	k->saw_disconnecting = 0;
 	memset(&k->server_caps, 0, sizeof(k->server_caps));
 }
 
@@ -978,6 +980,7 @@ static int conn_common_message(struct conn *k, const struct ug_spice_unit *u, in
 	case SPICE_MSG_DISCONNECTING: {
 		struct ug_spice_disconnecting d;
 
+		k->saw_disconnecting = 1;
 		if (ug_spice_disconnecting_decode(u->body, u->size, &d, err) == 0)
 			logf_(c, UG_LOG_INFO, "%s: server is disconnecting: %s", name,
 			      ug_spice_link_error_str(d.reason));
@@ -1081,6 +1084,13 @@ static void conn_closed_by_peer(struct conn *k, int error, const char *why)
 		          name, k->peer, why ? ": " : "", why ? why : "");
 		break;
 	default:
+		/*
+		 * A main channel that closes unannounced means the server went away
+		 * (VM stopped, killed, or another client took over): a failure for the
+		 * caller, unlike a usbredir channel closing because its device left.
+		 */
+		if (!error && k->type == SPICE_CHANNEL_MAIN && !k->saw_disconnecting)
+			error = UG_E_CLOSED;
 		conn_fail(k, error, "%s: %s %s", name, k->peer,
 		          why ? why : "closed the connection");
 		break;

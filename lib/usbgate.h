@@ -252,9 +252,11 @@ struct ug_spice_client_callbacks {
 	/* An opened usbredir channel's connection ended while the session is up
 	 * (its transport got its closed callback just before). */
 	void (*channel_removed)(ug_spice_client *c, unsigned channel_id, void *user_data);
-	/* The session ended: error is 0 for an orderly close by the server, else
-	 * a UG_E_* code (UG_E_AUTH for a refused password, UG_E_TLS for a failed
-	 * certificate check, ...); message says it in words. Every open usbredir
+	/* The session ended: error is 0 when the server announced it
+	 * (DISCONNECTING) and closed, UG_E_CLOSED when the main channel closed
+	 * unannounced (server gone), else a UG_E_* code (UG_E_AUTH for a refused
+	 * password, UG_E_TLS for a failed certificate check, UG_E_TIMEOUT, ...);
+	 * message says it in words. Every open usbredir
 	 * transport has been closed before. ug_spice_client_connect() may be
 	 * called again from here or later: that is the reconnect hook. */
 	void (*disconnected)(ug_spice_client *c, int error, const char *message, void *user_data);
