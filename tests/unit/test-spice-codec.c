@@ -973,9 +973,50 @@ static void test_conn_dec_sasl_unsupported(void **state)
 	ug_spice_conn_dec_free(d);
 }
 
+/* spice-protocol's constants against the wire values protocols.md and the captures show. */
+static void test_protocol_constants(void **state)
+{
+	assert_int_equal(SPICE_MAGIC, 0x51444552); /* "REDQ" read little-endian */
+	assert_int_equal(SPICE_VERSION_MAJOR, 2);
+	assert_int_equal(SPICE_VERSION_MINOR, 2);
+	assert_int_equal(SPICE_TICKET_PUBKEY_BYTES, 162);
+	assert_int_equal(UG_SPICE_LINK_REPLY_SIZE, 178);
+	assert_int_equal(UG_SPICE_TICKET_SIZE, 128);
+	assert_int_equal(SPICE_MAX_PASSWORD_LENGTH, 60);
+	assert_int_equal(SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION, 0);
+	assert_int_equal(SPICE_COMMON_CAP_AUTH_SPICE, 1);
+	assert_int_equal(SPICE_COMMON_CAP_AUTH_SASL, 2);
+	assert_int_equal(SPICE_COMMON_CAP_MINI_HEADER, 3);
+	assert_int_equal(SPICE_SPICEVMC_CAP_DATA_COMPRESS_LZ4, 0);
+	assert_int_equal(SPICE_LINK_ERR_NEED_SECURED, 5);
+	assert_int_equal(SPICE_LINK_ERR_PERMISSION_DENIED, 7);
+	assert_int_equal(SPICE_LINK_ERR_BAD_CONNECTION_ID, 8);
+	assert_int_equal(SPICE_CHANNEL_MAIN, 1);
+	assert_int_equal(SPICE_CHANNEL_USBREDIR, 9);
+	assert_int_equal(SPICE_MSG_MIGRATE, 1);
+	assert_int_equal(SPICE_MSG_SET_ACK, 3);
+	assert_int_equal(SPICE_MSG_PING, 4);
+	assert_int_equal(SPICE_MSG_DISCONNECTING, 6);
+	assert_int_equal(SPICE_MSG_NOTIFY, 7);
+	assert_int_equal(SPICE_MSGC_ACK_SYNC, 1);
+	assert_int_equal(SPICE_MSGC_ACK, 2);
+	assert_int_equal(SPICE_MSGC_PONG, 3);
+	assert_int_equal(SPICE_MSG_MAIN_MIGRATE_BEGIN, 101);
+	assert_int_equal(SPICE_MSG_MAIN_INIT, 103);
+	assert_int_equal(SPICE_MSG_MAIN_CHANNELS_LIST, 104);
+	assert_int_equal(SPICE_MSGC_MAIN_MIGRATE_CONNECT_ERROR, 103);
+	assert_int_equal(SPICE_MSGC_MAIN_ATTACH_CHANNELS, 104);
+	assert_int_equal(SPICE_MSG_SPICEVMC_DATA, 101);
+	assert_int_equal(SPICE_MSG_SPICEVMC_COMPRESSED_DATA, 102);
+	assert_int_equal(SPICE_MSGC_SPICEVMC_DATA, 101);
+	assert_int_equal(SPICE_MSGC_SPICEVMC_COMPRESSED_DATA, 102);
+	assert_int_equal(SPICE_DATA_COMPRESSION_TYPE_LZ4, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_protocol_constants),
 		cmocka_unit_test(test_link_mess_round_trip),
 		cmocka_unit_test(test_link_mess_bad),
 		cmocka_unit_test(test_link_header_limits),
