@@ -667,6 +667,8 @@ struct run {
 	char t_msg[UG_ERRMSG_SIZE];
 	int open_id;
 	int free_in_disconnect;
+	int reconnects_in_cb;   /* connect() again from the disconnected callback */
+	int disconnects;
 	int sent;
 };
 
@@ -730,12 +732,19 @@ static void r_disconnected(ug_spice_client *c, int error, const char *message, v
 	struct run *r = user_data;
 
 	r->disconnected = 1;
+	r->disconnects++;
 	r->disc_error = error;
 	snprintf(r->disc_msg, sizeof(r->disc_msg), "%s", message);
 	if (r->free_in_disconnect) {
 		/* Freeing the client from its own callback is allowed. */
 		ug_spice_client_free(c);
 		r->c = NULL;
+	}
+	if (r->reconnects_in_cb > 0) {
+		/* So is connecting again: the reconnect hook. */
+		r->reconnects_in_cb--;
+		assert_int_equal(ug_spice_client_connect(c), 0);
+		return;
 	}
 	g_main_loop_quit(r->loop);
 }
@@ -996,8 +1005,9 @@ static void test_connect_refused(void **state)
 	snprintf(uri, sizeof(uri), "spice://127.0.0.1:%d", port);
 	assert_int_equal(ug_spice_client_set_uri(r.c, uri), 0);
 	ug_spice_client_set_callbacks(r.c, &cb, &r);
+	/* The first run reconnects twice from inside the callback, the second after it. */
+	r.reconnects_in_cb = 2;
 	for (int attempt = 0; attempt < 2; attempt++) {
-		/* The reconnect hook: connect() again after the disconnected callback. */
 		r.disconnected = 0;
 		assert_int_equal(ug_spice_client_connect(r.c), 0);
 		guint t = g_timeout_add_seconds(5, r_timeout, &r);
@@ -1007,6 +1017,7 @@ static void test_connect_refused(void **state)
 		assert_int_equal(r.disc_error, UG_E_IO);
 		assert_non_null(strstr(r.disc_msg, "Connection refused"));
 	}
+	assert_int_equal(r.disconnects, 4);
 	run_finish(&r);
 }
 
