@@ -914,7 +914,9 @@ const char *ug_capture_proto_name(enum ug_capture_proto proto);
  * as a ug_transport that carries the de-framed usbredir byte stream. The
  * session runs on the thread-default GLib main context of the thread that
  * called ug_spice_client_connect(); every callback comes from that context,
- * never from inside a ug_spice_client_* or ug_transport_* call.
+ * never from inside a ug_spice_client_* or ug_transport_* call, with one
+ * exception: ug_spice_client_disconnect() and ug_spice_client_free() make the
+ * open transports' closed callbacks (UG_E_CLOSED) before they return.
  *
  * spice-server admits one client: connecting disconnects a viewer that is
  * already connected to the same VM (the client logs a warning first).
@@ -931,9 +933,11 @@ struct ug_spice_client_callbacks {
 	/* An opened usbredir channel's connection ended while the session is up
 	 * (its transport got its closed callback just before). */
 	void (*channel_removed)(ug_spice_client *c, unsigned channel_id, void *user_data);
-	/* The session ended: error is 0 for an orderly close by the server, else
-	 * a UG_E_* code (UG_E_AUTH for a refused password, UG_E_TLS for a failed
-	 * certificate check, ...); message says it in words. Every open usbredir
+	/* The session ended: error is 0 when the server announced it
+	 * (DISCONNECTING) and closed, UG_E_CLOSED when the main channel closed
+	 * unannounced (server gone), else a UG_E_* code (UG_E_AUTH for a refused
+	 * password, UG_E_TLS for a failed certificate check, UG_E_TIMEOUT, ...);
+	 * message says it in words. Every open usbredir
 	 * transport has been closed before. ug_spice_client_connect() may be
 	 * called again from here or later: that is the reconnect hook. */
 	void (*disconnected)(ug_spice_client *c, int error, const char *message, void *user_data);
@@ -969,7 +973,13 @@ int ug_spice_client_set_host_subject(ug_spice_client *c, const char *subject);
 int ug_spice_client_set_pubkey_file(ug_spice_client *c, const char *path);
 /* 0 turns certificate verification off (logged as a warning at connect). */
 void ug_spice_client_set_verify(ug_spice_client *c, int verify);
+/* Every channel's connect, TLS handshake and link (for the main channel: up
+ * to MAIN_INIT) must finish within ms, else it fails with UG_E_TIMEOUT;
+ * 0 waits forever. */
+void ug_spice_client_set_link_timeout(ug_spice_client *c, unsigned ms);
+#define UG_SPICE_DEFAULT_LINK_TIMEOUT_MS 15000u
 void ug_spice_client_set_log(ug_spice_client *c, ug_log_fn fn, void *user_data);
+/* cb is copied; user_data is passed to every callback. */
 void ug_spice_client_set_callbacks(ug_spice_client *c,
                                    const struct ug_spice_client_callbacks *cb,
                                    void *user_data);
@@ -982,7 +992,8 @@ void ug_spice_client_set_wire_tap(ug_spice_client *c, ug_spice_wire_fn fn, void 
 /* Starts linking the main channel; the outcome comes through the callbacks.
  * UG_E_INVAL without a URI, UG_E_STATE while connected or connecting. */
 int ug_spice_client_connect(ug_spice_client *c);
-/* Closes the session (no disconnected callback for this one). */
+/* Closes the session: the open transports get their closed callback now;
+ * no disconnected callback follows. */
 void ug_spice_client_disconnect(ug_spice_client *c);
 /* 1 between the connected and disconnected callbacks. */
 int ug_spice_client_is_connected(const ug_spice_client *c);
@@ -1003,6 +1014,9 @@ int ug_spice_client_open_usbredir(ug_spice_client *c, unsigned channel_id,
  * with isochronous endpoints. Returns UG_E_INVAL for other transports. */
 int ug_spice_usbredir_set_lz4(struct ug_transport *t, int on);
 
+/* Detail of the last failure ("" if none), e.g. "usbredir channel 1: link
+ * refused: permission denied: wrong password, or the password has expired";
+ * owned by c, valid until the next call on c. */
 const char *ug_spice_client_errmsg(const ug_spice_client *c);
 
 
