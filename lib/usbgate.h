@@ -511,6 +511,15 @@ int ug_render_packet(FILE *out, enum ug_render_format format,
                      uint64_t ts_ns, uint32_t session,
                      const struct ug_usbredir_packet *pkt);
 
+/*
+ * One transfer event of the tracker (the transfer view): submits,
+ * completions (with the time since the submit), abandons and notices, as a
+ * summary line, the line plus a hex dump of the event's data (VERBOSE), or a
+ * JSON line with every field. Returns 0, UG_E_INVAL or UG_E_IO as above.
+ */
+int ug_render_transfer(FILE *out, enum ug_render_format format, uint64_t ts_ns,
+                       uint32_t session, const struct ug_transfer_event *ev);
+
 /* Writes a short description of a control setup packet ("GET_DESCRIPTOR
  * DEVICE len 18", "SET_CONFIGURATION 1") into buf (NUL-terminated, cut to
  * size); returns the length it wanted, like snprintf. */
