@@ -196,7 +196,8 @@ static int add_pending(ug_tracker *t, const struct ug_transfer *x, uint64_t ts_n
 		abandon(t, &old->x, ts_ns, UG_ABANDON_ID_REUSED);
 		remove_pending(t, old);
 	}
-	if (t->npend >= t->max_outstanding) {
+	/* A lowered limit can leave more than one to drop. */
+	while (t->npend >= t->max_outstanding) {
 		uint32_t oldest = 0;
 
 		for (uint32_t i = 1; i < t->npend; i++)
@@ -204,8 +205,6 @@ static int add_pending(ug_tracker *t, const struct ug_transfer *x, uint64_t ts_n
 				oldest = i;
 		abandon(t, &t->pend[oldest].x, ts_ns, UG_ABANDON_LIMIT);
 		remove_pending(t, &t->pend[oldest]);
-		if (t->npend >= t->max_outstanding)
-			return 0; /* the limit was lowered: keep dropping as requests come */
 	}
 	if (t->npend == t->pend_alloc) {
 		uint32_t n = t->pend_alloc ? t->pend_alloc * 2 : 32;

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # usbmon-tshark.sh: Wireshark (tshark) reads usbgate's usbmon and raw captures of a realistic session as a kernel capture.
 #
-# The session (a flash drive, a keyboard, a vendor iso device; built with
+# The session (a flash drive, a keyboard, a vendor iso device, the flash drive
+# again behind a usb-host without 64-bit ids; built with
 # libusbredirparser in both roles) is written by test-usbmon --write-session
 # through the tracker, the usbmon mapping, the pcap writer and the renderers.
 # tshark 4.0 then has to decode it as it decodes a usbmon capture from a
@@ -13,7 +14,7 @@
 LUA="$UG_SRCDIR/dissectors/usbredir.lua"
 GEN="$UG_BUILDDIR/tests/unit/test-usbmon"
 
-echo "1..25"
+echo "1..26"
 n=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); echo "not ok $n - $1"; }
@@ -25,7 +26,7 @@ if ! command -v tshark >/dev/null 2>&1; then
 	# tshark is a declared test dependency (Debian package tshark): its
 	# absence is a failure, not a skip.
 	i=0
-	while [ $i -lt 25 ]; do not_ok "tshark is not installed (apt-get install tshark)"; i=$((i + 1)); done
+	while [ $i -lt 26 ]; do not_ok "tshark is not installed (apt-get install tshark)"; i=$((i + 1)); done
 	exit 1
 fi
 
@@ -60,25 +61,25 @@ check "every completion has its submit (usb.request_in)" 0 \
 check "transfers (submits) = answered data packets + stream packets + synthesized" \
 	"$(($(stat data_requests) + $(stat stream_packets) + $(stat synthesized)))" \
 	"$(count 'usb.urb_type == 0x53')"
-check "device descriptors decode (5 GET_DESCRIPTOR DEVICE responses)" 5 \
+check "device descriptors decode (6 GET_DESCRIPTOR DEVICE responses)" 6 \
 	"$(count 'usb.urb_type == 0x43 && usb.bDescriptorType == 1')"
 check "vendor ids of the three devices" "0x046d 0x04d8 0x0781" \
 	"$(ts -r "$tmp/session.pcap" -Y 'usb.idVendor' -T fields -e usb.idVendor | sort -u | tr '\n' ' ' | sed 's/ $//')"
-check "configuration descriptors decode, mass storage interface seen" 1 \
+check "configuration descriptors decode, mass storage interface seen" 2 \
 	"$(count 'usb.bInterfaceClass == 0x08 && usb.bDescriptorType == 2')"
-check "synthesized SET_CONFIGURATION (3) and SET_INTERFACE (2) requests" "3 2" \
+check "synthesized SET_CONFIGURATION (4) and SET_INTERFACE (2) requests" "4 2" \
 	"$(count 'usb.setup.bRequest == 9 && usb.urb_type == 0x53') $(count 'usb.setup.bRequest == 11 && usb.urb_type == 0x53')"
 check "synthesized GET_CONFIGURATION answers 1" 1 \
 	"$(ts -r "$tmp/session.pcap" -Y 'usb.urb_type == 0x43 && usb.bConfigurationValue' -T fields -e usb.bConfigurationValue | sort -u)"
-check "USBMS: five CBWs decode" 5 "$(count 'usbms.dCBWSignature == 0x43425355')"
+check "USBMS: six CBWs decode" 6 "$(count 'usbms.dCBWSignature == 0x43425355')"
 check "SCSI: INQUIRY answer decodes" "SanDisk" \
-	"$(ts -r "$tmp/session.pcap" -Y scsi.inquiry.vendor_id -T fields -e scsi.inquiry.vendor_id | tr -d ' ')"
+	"$(ts -r "$tmp/session.pcap" -Y scsi.inquiry.vendor_id -T fields -e scsi.inquiry.vendor_id | tr -d ' ' | sort -u)"
 check "SCSI: two READ(10) commands" 2 "$(count 'scsi_sbc.opcode == 0x28 && usbms.dCBWSignature')"
 check "HID: report descriptor items decode" 1 "$(count 'usbhid.item.bTag')"
 check "HID: four key reports as usbhid.data" \
 	"0000040000000000 0000000000000000 0200050000000000 0000000000000000" \
 	"$(ts -r "$tmp/session.pcap" -Y usbhid.data -T fields -e usbhid.data | tr '\n' ' ' | sed 's/ $//')"
-check "one device number per device" "1 2 3" \
+check "one device number per device" "1 2 3 4" \
 	"$(ts -r "$tmp/session.pcap" -T fields -e usb.device_address | sort -u | tr '\n' ' ' | sed 's/ $//')"
 check "iso: 10 records, IN completions carry data" "10 3" \
 	"$(count 'usb.transfer_type == 0') $(count 'usb.transfer_type == 0 && usb.urb_type == 0x43 && usb.iso.data')"
@@ -115,5 +116,7 @@ print(sum(1 for l in open(sys.argv[1]) if 100 <= json.loads(l)["type_num"] <= 10
 check "raw: Lua and the C renderer agree on the data packets; fields decode" \
 	"$data_packets 0781:5567 GET_DESCRIPTOR DEVICE len 18" \
 	"$(rcount 'usbredir.type >= 100') $(ts -X "lua_script:$LUA" -r "$tmp/session-raw.pcap" -Y 'usbredir.vendor_id' -T fields -e usbredir.vendor_id -e usbredir.product_id | head -1 | sed 's/0x0*\([0-9a-f]*\)\t0x\([0-9a-f]*\)/0\1:\2/') $(ts -X "lua_script:$LUA" -r "$tmp/session-raw.pcap" -Y 'usbredir.dir == 1 && usbredir.request_name contains "DEVICE"' -T fields -e usbredir.request_name | head -1)"
-check "raw: transfers handed to Wireshark's USB dissector (USBMS, HID, descriptors)" "5 4 5" \
+check "raw: transfers handed to Wireshark's USB dissector (USBMS, HID, descriptors)" "6 4 6" \
 	"$(rcount 'usbms.dCBWSignature') $(rcount 'usbhid.data') $(rcount 'usb.urb_type == 0x43 && usb.bDescriptorType == 1')"
+check "raw: 32-bit ids (session 4) decode, the CBW reaches USBMS" "0 $(grep -c '^#4 \|#4 ' "$tmp/session.txt") 1" \
+	"$(rcount 'usbredir.session == 4 && usbredir.prefix.flags & 2') $(rcount 'usbredir.session == 4 && usbredir.type') $(rcount 'usbredir.session == 4 && usbms.dCBWSignature')"

@@ -304,6 +304,14 @@ static void test_limit_drops_oldest(void **state)
 	/* The dropped request's answer is now an answer without a request. */
 	assert_int_equal(push(t, pk_bulk(H, 1, 0x81, 0, 0, NULL, 0), 5, ev, 4), 1);
 	assert_int_equal(ev[0].kind, UG_TRANSFER_NOTICE);
+	/* Lowering the limit below what waits drops down to it at the next request. */
+	assert_int_equal(ug_tracker_set_max_outstanding(t, 1), 0);
+	assert_int_equal(push(t, pk_bulk(G, 9, 0x81, 512, 0, NULL, 0), 6, ev, 4), 4);
+	assert_int_equal(ev[0].reason, UG_ABANDON_LIMIT);
+	assert_int_equal(ev[1].reason, UG_ABANDON_LIMIT);
+	assert_int_equal(ev[2].reason, UG_ABANDON_LIMIT);
+	assert_int_equal(ev[3].kind, UG_TRANSFER_SUBMIT);
+	assert_int_equal(ug_tracker_outstanding(t), 1);
 	ug_tracker_free(t);
 }
 
