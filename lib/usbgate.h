@@ -261,6 +261,8 @@ int ug_usbredir_encode(uint32_t negotiated_caps, const struct ug_usbredir_packet
  * (UG_ABANDON_ID_REUSED). The event queue holds at most max_outstanding + 8
  * events.
  */
+#include <stdio.h>
+
 typedef struct ug_tracker ug_tracker;
 
 #define UG_TRACKER_DEFAULT_MAX_OUTSTANDING 4096u
@@ -456,6 +458,11 @@ void ug_pcap_writer_free(ug_pcap_writer *w);
 /* Opens path ("-" for stdout) for linktype; the file header is flushed at once. */
 int ug_pcap_writer_open(ug_pcap_writer *w, const char *path, int linktype);
 
+/* The same on a stream the caller opened for writing; the writer owns fp
+ * from then on (even on failure of a later call) and closes it on
+ * ug_pcap_writer_close(). On failure of this call fp is still the caller's. */
+int ug_pcap_writer_open_file(ug_pcap_writer *w, FILE *fp, int linktype);
+
 /* One record: caplen bytes of a record whose full length was origlen. */
 int ug_pcap_writer_write(ug_pcap_writer *w, uint64_t ts_ns, const void *bytes,
                          uint32_t caplen, uint32_t origlen);
@@ -499,8 +506,6 @@ const char *ug_raw_reader_errmsg(const ug_raw_reader *r);
  * start of the session for tshark-like output. Returns 0 or UG_E_IO when the
  * stream reports an error.
  */
-#include <stdio.h>
-
 enum ug_render_format {
 	UG_RENDER_SUMMARY = 0,
 	UG_RENDER_VERBOSE = 1,
