@@ -336,13 +336,17 @@ void ug_tracker_free(ug_tracker *t);
 int ug_tracker_set_max_outstanding(ug_tracker *t, uint32_t max);
 
 /*
- * Account one packet seen at ts_ns. Returns 0 (events may be queued) or
- * UG_E_INVAL for a NULL packet. Unknown packets produce no event. The packet
- * view must stay valid while its events are taken.
+ * Account one packet seen at ts_ns (the caller's clock, nanoseconds). Returns
+ * 0 (events may be queued), UG_E_INVAL for a NULL packet, or UG_E_NOMEM (the
+ * packet's events may be incomplete). Unknown packets (known == 0) produce no
+ * event. The packet's data must stay valid while its events are taken; events
+ * of the previous packet that were not taken are dropped. reset and
+ * interface_info change nothing here (the kernel logs no URB for them).
  */
 int ug_tracker_push(ug_tracker *t, const struct ug_usbredir_packet *pkt, uint64_t ts_ns);
 
-/* The session ended: every outstanding request is abandoned (DISCONNECT). */
+/* The session ended: every outstanding request is abandoned (DISCONNECT);
+ * take the events with ug_tracker_next(). */
 int ug_tracker_finish(ug_tracker *t, uint64_t ts_ns);
 
 /* Takes the next event: 1 and *ret_ev filled, 0 when none is queued. */
