@@ -401,7 +401,10 @@ ug_usbmon *ug_usbmon_new(void);
 void ug_usbmon_free(ug_usbmon *m);
 
 /* Bus and device numbers written into records (default bus 1, device 1).
- * When one output carries several devices, give each its own numbers. */
+ * When one output carries several devices, give each its own numbers: one
+ * per session, and a new one when a session's tracker reports a new
+ * connection (ug_transfer.connection), as the kernel gives a re-plugged
+ * device a new address; Wireshark keeps what it learned per address. */
 int ug_usbmon_set_address(ug_usbmon *m, uint16_t bus, uint8_t device);
 
 /* Returns 1 and fills *ret_rec when ev maps to a record, 0 when it maps to
