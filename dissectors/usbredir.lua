@@ -124,15 +124,22 @@ local function has_cap(caps, bit_no)
 	return bit.band(caps, bit.lshift(1, bit_no)) ~= 0
 end
 
--- Size of a packet type's header under the negotiated caps (nil: unknown type).
-local function type_header_size(t, caps, length)
+-- Size of a packet type's header under the negotiated caps (nil: unknown
+-- type). Without known caps the caps-dependent sizes follow the length.
+local function type_header_size(t, caps, length, caps_known)
+	if not caps_known then
+		if t == 1 then return length >= 10 and 10 or 8 end
+		if t == 5 then
+			return (length >= 288 and 288) or (length >= 160 and 160) or 96
+		end
+	end
 	local fixed = {
 		[2] = 0, [3] = 0, [4] = 132, [6] = 1, [7] = 0, [8] = 2, [9] = 2, [10] = 1, [11] = 3,
 		[12] = 3, [13] = 1, [14] = 2, [15] = 1, [16] = 1, [17] = 2, [18] = 8, [19] = 4,
 		[20] = 9, [21] = 0, [22] = 0, [23] = 0, [24] = 0, [25] = 10, [26] = 5, [27] = 6,
 		[100] = 10, [102] = 4, [103] = 4, [104] = 10,
 	}
-	if t == 0 then return length end
+	if t == 0 then return math.max(length, 64) end
 	if t == 1 then return has_cap(caps, CAP_DEVICE_VERSION) and 10 or 8 end
 	if t == 5 then
 		local n = 96
@@ -163,6 +170,14 @@ local descriptor_names = {
 	[0x0b] = "INTERFACE_ASSOCIATION", [0x0f] = "BOS", [0x21] = "HID", [0x22] = "REPORT",
 	[0x23] = "PHYSICAL", [0x29] = "HUB",
 }
+
+-- A C string in a fixed field: up to the first NUL, which may be missing.
+local function cstring(range)
+	local raw = range:raw()
+	local nul = raw:find("\0", 1, true)
+	if nul then raw = raw:sub(1, nul - 1) end
+	return (raw:gsub("[^\32-\126]", "?"))
+end
 
 local function request_summary(rt, req, value, index, length)
 	local kind = bit.band(rt, 0x60)
@@ -369,7 +384,7 @@ local function dissect_type_header(tvb, off, tree, p, caps)
 				end
 			end
 		end
-		p.summary = string.format("\"%s\"", tvb(off, 64):stringz())
+		p.summary = string.format("\"%s\"", cstring(tvb(off, 64)))
 	elseif t == 1 then
 		u8(F.speed, 0); u8(F.dev_class, 1); u8(F.dev_subclass, 2); u8(F.dev_protocol, 3)
 		local vid, pid = u16(F.vendor_id, 4), u16(F.product_id, 6)
@@ -516,17 +531,17 @@ function usbredir.dissector(tvb, pinfo, tree)
 		p.id = UInt64(body(8, 4):le_uint(), 0)
 	end
 
-	local hdr_len = type_header_size(p.type, caps, p.length)
+	local hdr_len = type_header_size(p.type, caps, p.length, bit.band(flags, 1) ~= 0)
 	local tname = type_names[p.type] or ("type " .. p.type)
 	root:append_text(string.format(", %s, %s, id %s", dirs, tname, tostring(p.id)))
-	if hdr_len and hdr_len > p.length then
-		-- Caps not known (a capture without hellos): trust the length.
-		hdr_len = p.length
-	end
 	local avail = body:len() - hlen
 	if hdr_len then
-		if hdr_len > avail then
+		-- A length below the type header is the packet's own contradiction;
+		-- bytes missing from the record are a cut capture. Neither decodes.
+		if hdr_len > p.length or hdr_len > avail then
 			root:add_proto_expert_info(ef_short)
+			pinfo.cols.info = string.format("#%d %s %s id %s (short)", p.session, dirs,
+				tname, tostring(p.id))
 			return
 		end
 		p.hdr_len = hdr_len
@@ -539,7 +554,7 @@ function usbredir.dissector(tvb, pinfo, tree)
 		if data_len > 0 then
 			if p.type == 23 then
 				root:add(F.filter, body(hlen + hdr_len, data_len))
-				p.summary = body(hlen + hdr_len, data_len):stringz()
+				p.summary = cstring(body(hlen + hdr_len, data_len))
 			else
 				root:add(F.data, body(hlen + hdr_len, data_len))
 				p.data = body(hlen + hdr_len, data_len):bytes():raw()
@@ -557,7 +572,7 @@ function usbredir.dissector(tvb, pinfo, tree)
 
 	-- The transfer, through Wireshark's own USB dissector.
 	local recs = frames[pinfo.number]
-	if recs == nil and not pinfo.visited and hdr_len then
+	if recs == nil and not pinfo.visited and p.hdr_len then
 		recs = usbmon_records(pinfo, p)
 		frames[pinfo.number] = recs
 	end

@@ -14,7 +14,7 @@
 LUA="$UG_SRCDIR/dissectors/usbredir.lua"
 GEN="$UG_BUILDDIR/tests/unit/test-usbmon"
 
-echo "1..26"
+echo "1..27"
 n=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); echo "not ok $n - $1"; }
@@ -26,7 +26,7 @@ if ! command -v tshark >/dev/null 2>&1; then
 	# tshark is a declared test dependency (Debian package tshark): its
 	# absence is a failure, not a skip.
 	i=0
-	while [ $i -lt 26 ]; do not_ok "tshark is not installed (apt-get install tshark)"; i=$((i + 1)); done
+	while [ $i -lt 27 ]; do not_ok "tshark is not installed (apt-get install tshark)"; i=$((i + 1)); done
 	exit 1
 fi
 
@@ -120,3 +120,43 @@ check "raw: transfers handed to Wireshark's USB dissector (USBMS, HID, descripto
 	"$(rcount 'usbms.dCBWSignature') $(rcount 'usbhid.data') $(rcount 'usb.urb_type == 0x43 && usb.bDescriptorType == 1')"
 check "raw: 32-bit ids (session 4) decode, the CBW reaches USBMS" "0 $(grep -c '^#4 \|#4 ' "$tmp/session.txt") 1" \
 	"$(rcount 'usbredir.session == 4 && usbredir.prefix.flags & 2') $(rcount 'usbredir.session == 4 && usbredir.type') $(rcount 'usbredir.session == 4 && usbms.dCBWSignature')"
+
+# Hostile raw records (random types, lengths that lie, cut headers, broken
+# prefixes, stray fragments): the dissector must flag them, not fail.
+python3 - "$tmp/hostile.pcap" <<'PY'
+import random, struct, sys
+random.seed(7)
+types = list(range(0, 28)) + list(range(100, 105)) + [55, 200]
+recs = []
+for i in range(400):
+    t = random.choice(types)
+    flags = random.choice([0, 1, 2, 3])
+    caps = random.choice([0, 0xff, 0x1e, random.getrandbits(32)])
+    n = random.choice([0, 1, 2, 3, 5, 8, 10, 60, 64, 68, 100, 132, 160, 288, 300])
+    body = bytes(random.getrandbits(8) for _ in range(n))
+    length = random.choice([n, n + 5, max(0, n - 3), random.getrandbits(32)])
+    hdr = struct.pack('<II', t, length)
+    hdr += struct.pack('<Q', random.getrandbits(64)) if flags & 2 else struct.pack('<I', random.getrandbits(32))
+    if random.random() < 0.05:
+        hdr = hdr[:random.randint(0, len(hdr))]
+        body = b''
+    pkt = hdr + body
+    total = len(pkt) if random.random() > 0.1 else len(pkt) + random.randint(1, 1000)
+    off = 0 if random.random() > 0.1 else random.randint(1, total)
+    pre = b'UGRW' + bytes([1, random.getrandbits(1), flags, 0]) + struct.pack('>IIII', caps, random.randint(0, 5), total, off)
+    if random.random() < 0.03:
+        pre = b'XXXX' + pre[4:]
+    tags = struct.pack('>HH', 12, 8) + b'usbredir' + struct.pack('>HHI', 35, 4, random.getrandbits(1)) + struct.pack('>HH', 0, 0)
+    recs.append(tags + pre + pkt)
+with open(sys.argv[1], 'wb') as f:
+    f.write(struct.pack('<IHHiIII', 0xa1b23c4d, 2, 4, 0, 0, 262144, 252))
+    for i, r in enumerate(recs):
+        f.write(struct.pack('<IIII', i, 0, len(r), len(r)) + r)
+PY
+hostile=$(ts -X "lua_script:$LUA" -r "$tmp/hostile.pcap" -V | grep -c "Lua Error")
+shorts=$(ts -X "lua_script:$LUA" -r "$tmp/hostile.pcap" -Y usbredir.short | wc -l | tr -d ' ')
+if [ "$hostile" = 0 ] && [ "$shorts" -gt 0 ]; then
+	ok "hostile raw records: no Lua error, $shorts flagged as short"
+else
+	not_ok "hostile raw records: $hostile Lua errors, $shorts flagged as short"
+fi
