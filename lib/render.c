@@ -627,16 +627,18 @@ static void summary(FILE *f, uint64_t ts_ns, uint32_t session, const struct ug_u
 	case usb_redir_iso_packet:
 	case usb_redir_interrupt_packet:
 		/* The two headers have the same layout. */
-		fprintf(f, " ep 0x%02x status %s len %u data %" PRIu32, h->iso_packet.endpoint,
-		        ug_render_status_name(h->iso_packet.status), h->iso_packet.length,
-		        pkt->data_len);
+		fprintf(f, " ep 0x%02x", h->iso_packet.endpoint);
+		if (h2g)
+			fprintf(f, " status %s", ug_render_status_name(h->iso_packet.status));
+		fprintf(f, " len %u data %" PRIu32, h->iso_packet.length, pkt->data_len);
 		break;
 	case usb_redir_buffered_bulk_packet:
-		fprintf(f, " ep 0x%02x status %s len %u data %" PRIu32 " stream %u",
-		        h->buffered_bulk_packet.endpoint,
-		        ug_render_status_name(h->buffered_bulk_packet.status),
-		        h->buffered_bulk_packet.length, pkt->data_len,
-		        h->buffered_bulk_packet.stream_id);
+		fprintf(f, " ep 0x%02x", h->buffered_bulk_packet.endpoint);
+		if (h2g)
+			fprintf(f, " status %s",
+			        ug_render_status_name(h->buffered_bulk_packet.status));
+		fprintf(f, " len %u data %" PRIu32 " stream %u", h->buffered_bulk_packet.length,
+		        pkt->data_len, h->buffered_bulk_packet.stream_id);
 		break;
 	case usb_redir_filter_filter:
 		fputs(" \"", f);

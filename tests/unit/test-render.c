@@ -95,6 +95,12 @@ static void test_summary_lines(void **state)
 	expect(render(UG_RENDER_SUMMARY, 0, 0, pk_bulk(H, 0x100000001ull, 0x81, 13, 4, NULL, 0)),
 	       "    0.000000000 host->guest bulk_packet                id 4294967297 ep 0x81 "
 	       "status stall len 13 data 0\n");
+	expect(render(UG_RENDER_SUMMARY, 0, 0, pk_iso(G, 7, 0x03, 192, 0, NULL, 0)),
+	       "    0.000000000 guest->host iso_packet                 id 7 ep 0x03 len 192 "
+	       "data 0\n");
+	expect(render(UG_RENDER_SUMMARY, 0, 0, pk_intr(H, 2, 0x81, 8, 1, NULL, 0)),
+	       "    0.000000000 host->guest interrupt_packet           id 2 ep 0x81 status "
+	       "cancelled len 8 data 0\n");
 	p = pk_base(G, usb_redir_set_configuration, 9);
 	p.h.set_configuration.configuration = 1;
 	expect(render(UG_RENDER_SUMMARY, 0, 0, p),
