@@ -224,7 +224,7 @@ end
 local function session_state(n)
 	local s = sessions[n]
 	if not s then
-		s = { pending = {}, interval = {}, next_urb = 1 }
+		s = { pending = {}, interval = {}, mps = {}, bpt = {}, next_urb = 1 }
 		sessions[n] = s
 	end
 	return s
@@ -288,6 +288,10 @@ local function usbmon_records(pinfo, p)
 		math.floor((pinfo.abs_ts - secs) * 1e6 + 0.5)) }
 	if p.dir == 0 then
 		local x
+		if t == 25 and p.endpoint then
+			s.bpt[p.endpoint] = p.bytes_per_transfer
+			return out
+		end
 		if t == 100 then
 			x = new_xfer(2, bit.band(p.requesttype, 0x80),
 				setup_bytes(p.requesttype, p.request, p.value, p.index, p.xlength))
@@ -326,6 +330,7 @@ local function usbmon_records(pinfo, p)
 	-- host -> guest
 	if t == 5 then
 		for ep, iv in pairs(p.intervals or {}) do s.interval[ep] = iv end
+		for ep, m in pairs(p.mps or {}) do s.mps[ep] = m end
 		return out
 	end
 	local x = s.pending[key]
@@ -339,7 +344,11 @@ local function usbmon_records(pinfo, p)
 			-- Stream data the host pushed: submit and completion at once.
 			local xfer = ({ [102] = 0, [103] = 1, [104] = 3 })[t]
 			local y = new_xfer(xfer, p.endpoint, nil)
-			table.insert(out, usbmon_record(y, "S", EINPROGRESS, p.data_total or 0, nil, nts))
+			-- The guest's URB asked for a max packet (bytes_per_transfer
+			-- for bulk receiving), as lib/transfer-tracker.c assumes.
+			local asked = (t == 104) and (s.bpt[p.endpoint] or 0) or (s.mps[p.endpoint] or 0)
+			asked = math.max(asked, p.data_total or 0)
+			table.insert(out, usbmon_record(y, "S", EINPROGRESS, asked, nil, nts))
 			table.insert(out, usbmon_record(y, "C", linux_status[p.status] or EPROTO,
 				p.data_total or 0, p.data, nts))
 		else
@@ -414,7 +423,11 @@ local function dissect_type_header(tvb, off, tree, p, caps)
 				st:add(F.ep_type, tvb(off + i, 1))
 				st:add(F.interval, tvb(off + 32 + i, 1))
 				st:add(F.interface, tvb(off + 64 + i, 1))
-				if p.hdr_len >= 160 then st:add_le(F.max_packet_size, tvb(off + 96 + 2 * i, 2)) end
+				if p.hdr_len >= 160 then
+					st:add_le(F.max_packet_size, tvb(off + 96 + 2 * i, 2))
+					p.mps = p.mps or {}
+					p.mps[addr] = tvb(off + 96 + 2 * i, 2):le_uint()
+				end
 				if p.hdr_len >= 288 then st:add_le(F.max_streams, tvb(off + 160 + 4 * i, 4)) end
 				p.intervals[addr] = tvb(off + 32 + i, 1):uint()
 				table.insert(list, string.format("0x%02x:%s", addr, ep_type_names[ty] or "?"))
@@ -447,7 +460,8 @@ local function dissect_type_header(tvb, off, tree, p, caps)
 	elseif t == 20 then
 		u32(F.endpoints, 0); u32(F.no_streams, 4); p.status = u8(F.status, 8)
 	elseif t == 25 then
-		u32(F.stream_id, 0); u32(F.bytes_per_transfer, 4); p.endpoint = u8(F.endpoint, 8)
+		u32(F.stream_id, 0); p.bytes_per_transfer = u32(F.bytes_per_transfer, 4)
+		p.endpoint = u8(F.endpoint, 8)
 		u8(F.no_transfers, 9)
 	elseif t == 26 then
 		u32(F.stream_id, 0); p.endpoint = u8(F.endpoint, 4)

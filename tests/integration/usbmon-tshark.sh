@@ -14,7 +14,7 @@
 LUA="$UG_SRCDIR/dissectors/usbredir.lua"
 GEN="$UG_BUILDDIR/tests/unit/test-usbmon"
 
-echo "1..27"
+echo "1..28"
 n=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); echo "not ok $n - $1"; }
@@ -26,7 +26,7 @@ if ! command -v tshark >/dev/null 2>&1; then
 	# tshark is a declared test dependency (Debian package tshark): its
 	# absence is a failure, not a skip.
 	i=0
-	while [ $i -lt 27 ]; do not_ok "tshark is not installed (apt-get install tshark)"; i=$((i + 1)); done
+	while [ $i -lt 28 ]; do not_ok "tshark is not installed (apt-get install tshark)"; i=$((i + 1)); done
 	exit 1
 fi
 
@@ -120,6 +120,28 @@ check "raw: transfers handed to Wireshark's USB dissector (USBMS, HID, descripto
 	"$(rcount 'usbms.dCBWSignature') $(rcount 'usbhid.data') $(rcount 'usb.urb_type == 0x43 && usb.bDescriptorType == 1')"
 check "raw: 32-bit ids (session 4) decode, the CBW reaches USBMS" "0 $(grep -c '^#4 \|#4 ' "$tmp/session.txt") 1" \
 	"$(rcount 'usbredir.session == 4 && usbredir.prefix.flags & 2') $(rcount 'usbredir.session == 4 && usbredir.type') $(rcount 'usbredir.session == 4 && usbms.dCBWSignature')"
+
+# The usbmon records the Lua dissector rebuilds from the raw file are the
+# ones lib/usbmon.c wrote (type, transfer type, endpoint, device, status,
+# URB length; captured lengths differ only where the raw record is fragmented).
+fields="-T fields -e usb.urb_type -e usb.transfer_type -e usb.endpoint_address -e usb.device_address -e usb.urb_status -e usb.urb_len -e usb.setup.bRequest"
+ts -r "$tmp/session.pcap" $fields -Y usb >"$tmp/fields-c.txt"
+# Frames with two records (stream data) give both values of each field: split them.
+ts -X "lua_script:$LUA" -r "$tmp/session-raw.pcap" $fields -Y usb -E occurrence=a -E aggregator=/s >"$tmp/fields-lua-agg.txt"
+python3 - "$tmp/fields-lua-agg.txt" "$tmp/fields-lua.txt" <<'PY'
+import sys
+out = open(sys.argv[2], 'w')
+for line in open(sys.argv[1]):
+    cols = [c.split(' ') for c in line.rstrip('\n').split('\t')]
+    n = max(len(c) for c in cols)
+    for i in range(n):
+        out.write('\t'.join(c[i] if i < len(c) else '' for c in cols) + '\n')
+PY
+if cmp -s "$tmp/fields-c.txt" "$tmp/fields-lua.txt"; then
+	ok "Lua rebuilds the same usbmon records as lib/usbmon.c ($(wc -l <"$tmp/fields-c.txt" | tr -d ' ') records)"
+else
+	not_ok "Lua and lib/usbmon.c records differ: $(diff "$tmp/fields-c.txt" "$tmp/fields-lua.txt" | head -4 | tr '\n' ' ')"
+fi
 
 # Hostile raw records (random types, lengths that lie, cut headers, broken
 # prefixes, stray fragments): the dissector must flag them, not fail.
