@@ -261,6 +261,8 @@ int ug_usbredir_encode(uint32_t negotiated_caps, const struct ug_usbredir_packet
  * (UG_ABANDON_ID_REUSED). The event queue holds at most max_outstanding + 8
  * events.
  */
+#include <stdio.h>
+
 typedef struct ug_tracker ug_tracker;
 
 #define UG_TRACKER_DEFAULT_MAX_OUTSTANDING 4096u
@@ -334,13 +336,17 @@ void ug_tracker_free(ug_tracker *t);
 int ug_tracker_set_max_outstanding(ug_tracker *t, uint32_t max);
 
 /*
- * Account one packet seen at ts_ns. Returns 0 (events may be queued) or
- * UG_E_INVAL for a NULL packet. Unknown packets produce no event. The packet
- * view must stay valid while its events are taken.
+ * Account one packet seen at ts_ns (the caller's clock, nanoseconds). Returns
+ * 0 (events may be queued), UG_E_INVAL for a NULL packet, or UG_E_NOMEM (the
+ * packet's events may be incomplete). Unknown packets (known == 0) produce no
+ * event. The packet's data must stay valid while its events are taken; events
+ * of the previous packet that were not taken are dropped. reset and
+ * interface_info change nothing here (the kernel logs no URB for them).
  */
 int ug_tracker_push(ug_tracker *t, const struct ug_usbredir_packet *pkt, uint64_t ts_ns);
 
-/* The session ended: every outstanding request is abandoned (DISCONNECT). */
+/* The session ended: every outstanding request is abandoned (DISCONNECT);
+ * take the events with ug_tracker_next(). */
 int ug_tracker_finish(ug_tracker *t, uint64_t ts_ns);
 
 /* Takes the next event: 1 and *ret_ev filled, 0 when none is queued. */
@@ -395,7 +401,10 @@ ug_usbmon *ug_usbmon_new(void);
 void ug_usbmon_free(ug_usbmon *m);
 
 /* Bus and device numbers written into records (default bus 1, device 1).
- * When one output carries several devices, give each its own numbers. */
+ * When one output carries several devices, give each its own numbers: one
+ * per session, and a new one when a session's tracker reports a new
+ * connection (ug_transfer.connection), as the kernel gives a re-plugged
+ * device a new address; Wireshark keeps what it learned per address. */
 int ug_usbmon_set_address(ug_usbmon *m, uint16_t bus, uint8_t device);
 
 /* Returns 1 and fills *ret_rec when ev maps to a record, 0 when it maps to
@@ -456,6 +465,11 @@ void ug_pcap_writer_free(ug_pcap_writer *w);
 /* Opens path ("-" for stdout) for linktype; the file header is flushed at once. */
 int ug_pcap_writer_open(ug_pcap_writer *w, const char *path, int linktype);
 
+/* The same on a stream the caller opened for writing; the writer owns fp
+ * from then on (even on failure of a later call) and closes it on
+ * ug_pcap_writer_close(). On failure of this call fp is still the caller's. */
+int ug_pcap_writer_open_file(ug_pcap_writer *w, FILE *fp, int linktype);
+
 /* One record: caplen bytes of a record whose full length was origlen. */
 int ug_pcap_writer_write(ug_pcap_writer *w, uint64_t ts_ns, const void *bytes,
                          uint32_t caplen, uint32_t origlen);
@@ -499,8 +513,6 @@ const char *ug_raw_reader_errmsg(const ug_raw_reader *r);
  * start of the session for tshark-like output. Returns 0 or UG_E_IO when the
  * stream reports an error.
  */
-#include <stdio.h>
-
 enum ug_render_format {
 	UG_RENDER_SUMMARY = 0,
 	UG_RENDER_VERBOSE = 1,
@@ -510,6 +522,15 @@ enum ug_render_format {
 int ug_render_packet(FILE *out, enum ug_render_format format,
                      uint64_t ts_ns, uint32_t session,
                      const struct ug_usbredir_packet *pkt);
+
+/*
+ * One transfer event of the tracker (the transfer view): submits,
+ * completions (with the time since the submit), abandons and notices, as a
+ * summary line, the line plus a hex dump of the event's data (VERBOSE), or a
+ * JSON line with every field. Returns 0, UG_E_INVAL or UG_E_IO as above.
+ */
+int ug_render_transfer(FILE *out, enum ug_render_format format, uint64_t ts_ns,
+                       uint32_t session, const struct ug_transfer_event *ev);
 
 /* Writes a short description of a control setup packet ("GET_DESCRIPTOR
  * DEVICE len 18", "SET_CONFIGURATION 1") into buf (NUL-terminated, cut to
