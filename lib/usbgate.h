@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <usbredirproto.h>
 
 #ifdef __cplusplus
@@ -261,7 +262,6 @@ int ug_usbredir_encode(uint32_t negotiated_caps, const struct ug_usbredir_packet
  * (UG_ABANDON_ID_REUSED). The event queue holds at most max_outstanding + 8
  * events.
  */
-#include <stdio.h>
 
 typedef struct ug_tracker ug_tracker;
 
