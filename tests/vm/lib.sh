@@ -146,7 +146,8 @@ _ug_cleanup() {
 			tail -n 25 "$_d/console.log" | tap_diag "$(cat)"
 			[ -s "$_d/qemu.err" ] && tap_diag "---- qemu stderr:" "$(tail -n 10 "$_d/qemu.err")"
 		done
-		tap_diag "work files kept in $UG_VM_WORK"
+		tap_diag "host load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs" \
+			"work files kept in $UG_VM_WORK"
 	else
 		rm -rf "$UG_VM_WORK"
 	fi
@@ -156,8 +157,12 @@ trap _ug_cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 # The whole test is bounded too: after UG_TEST_TIMEOUT seconds (0: never) a
-# watchdog sends TERM to the test, whose EXIT trap then kills everything.
-if [ "$UG_TEST_TIMEOUT" -gt 0 ]; then
+# watchdog sends TERM to the test, whose EXIT trap then kills everything. It
+# starts again once the test has its VM slot (see _ug_vm_slot), so waiting
+# for one does not count.
+_ug_watchdog() {
+	ug_kill_pidfile "$UG_VM_WORK/watchdog.pid"
+	[ "$UG_TEST_TIMEOUT" -gt 0 ] || return 0
 	(
 		trap 'kill $_s 2>/dev/null; exit 0' TERM
 		sleep "$UG_TEST_TIMEOUT" &
@@ -167,7 +172,43 @@ if [ "$UG_TEST_TIMEOUT" -gt 0 ]; then
 		kill -TERM $$
 	) </dev/null >/dev/null 2>&1 &
 	echo $! >"$UG_VM_WORK/watchdog.pid"
-fi
+}
+_ug_watchdog
+
+# Tests with VMs take one of UG_VM_SLOTS slots (default: the number of CPUs)
+# for their whole run, machine-wide, so that VM tests started in parallel
+# (make -j, several build trees) do not starve each other's TCG guests into
+# their timeouts: each test boots two VMs, so with 2 CPUs two tests share them
+# four VMs at most. A slot is a flock on a file in UG_VM_SLOTDIR, held by an
+# inherited descriptor until the test and its VMs end. UG_VM_SLOTS=0: no limit.
+_ug_slot=""
+_ug_vm_slot() {
+	[ -z "$_ug_slot" ] || return 0
+	_ns=${UG_VM_SLOTS:-$(nproc 2>/dev/null || echo 2)}
+	[ "$_ns" -gt 0 ] || { _ug_slot=none; return 0; }
+	_sd=${UG_VM_SLOTDIR:-${TMPDIR:-/tmp}/usbgate-vm-slots-$(id -u)}
+	mkdir -p "$_sd" || return 1
+	_t0=$(date +%s)
+	while :; do
+		_i=1
+		while [ $_i -le "$_ns" ]; do
+			exec 8>>"$_sd/slot.$_i"
+			if flock -n 8; then
+				_ug_slot=$_i
+				_w=$(($(date +%s) - _t0))
+				[ $_w -gt 1 ] && tap_diag "waited ${_w}s for VM slot $_i of $_ns (other VM tests were running)"
+				_ug_watchdog
+				return 0
+			fi
+			exec 8>&-
+			_i=$((_i + 1))
+		done
+		if [ $(($(date +%s) - _t0)) -ge "${UG_VM_SLOT_WAIT:-1800}" ]; then
+			tap_bail "no free VM slot in $_sd after ${UG_VM_SLOT_WAIT:-1800}s"
+		fi
+		sleep 1
+	done
+}
 
 # ug_require CMD PACKAGE...: fails the test (Bail out) when a peer is missing.
 ug_require() {
@@ -182,6 +223,7 @@ ug_require() {
 
 # vm_guest: builds or finds the cached base guest; sets UG_VM_KERNEL, UG_VM_INITRD.
 vm_guest() {
+	_ug_vm_slot || return 1
 	[ -n "${UG_VM_KERNEL:-}" ] && [ -n "${UG_VM_INITRD:-}" ] && return 0
 	ug_require "$UG_QEMU" qemu-system-x86 python3 python3 busybox busybox-static \
 		usbredirect usbredirect timeout coreutils flock util-linux ldd libc-bin
@@ -221,6 +263,7 @@ _vm_overlay() {
 # _vm_launch NAME ROLE QEMU-ARGS...: boots the base guest plus the overlay
 # already built in the VM's directory, in the background.
 _vm_launch() {
+	_ug_vm_slot || return 1
 	_name=$1
 	_role=$2
 	shift 2
