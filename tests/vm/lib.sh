@@ -333,6 +333,8 @@ _vm_env() {
 #                       exporter in client mode, e.g. usbredirect --to
 #                       10.0.2.100:4000, against vm_consumer_start --listen PORT)
 #   --respawn           restart the exporter whenever it exits
+#   --after CMD         guest shell code run after the exporter ended, before
+#                       power-off (e.g. "ug_export tmp/x.pcap")
 #   --files ITEM        overlay item (prog=, file=, dir=; see build-guest.sh)
 #   --env KEY=VALUE     variable for the guest scripts
 #   --qemu "ARGS"       more QEMU arguments (split on blanks)
@@ -342,7 +344,7 @@ vm_device_start() {
 	_name=$1
 	shift
 	_disk="" _exp="" _id=46f4:0001 _gport=4000 _hport="" _listen=1 _respawn=0
-	_items="" _envs="" _qextra="" _gfwd="" _fwds=""
+	_items="" _envs="" _qextra="" _gfwd="" _fwds="" _after=""
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--guestfwd) _gfwd="$_gfwd,guestfwd=tcp:10.0.2.100:4000-tcp:127.0.0.1:$2"; shift ;;
@@ -354,6 +356,7 @@ vm_device_start() {
 		--host-port) _hport=$2; shift ;;
 		--no-listen) _listen=0 ;;
 		--respawn) _respawn=1 ;;
+		--after) _after=$2; shift ;;
 		--files) _items="$_items $2"; shift ;;
 		--env) _envs="$_envs
 $2"; shift ;;
@@ -377,7 +380,8 @@ $2"; shift ;;
 	: >"$_dir/env"
 	_lp=$_gport
 	[ $_listen = 1 ] || _lp=""
-	_vm_env "$_dir/env" "UG_EXPORTER=$_exp" "UG_EXPORTER_PORT=$_lp" "UG_RESPAWN=$_respawn"
+	_vm_env "$_dir/env" "UG_EXPORTER=$_exp" "UG_EXPORTER_PORT=$_lp" "UG_RESPAWN=$_respawn" \
+		"UG_AFTER=$_after"
 	(
 		IFS='
 '
