@@ -21,7 +21,7 @@
 #     runs on the host between the consumer and the device VM, with @LISTEN@
 #     and @TARGET@ replaced by its listening port and the device VM's port.
 #   Example, usbdump in the path:
-#     UG_BENCH_VARIANTS='usbdump-proxy|||usbdump/usbdump --listen 127.0.0.1:@LISTEN@ --to 127.0.0.1:@TARGET@'
+#     UG_BENCH_VARIANTS='usbdump-proxy|||usbdump/usbdump --listen 127.0.0.1:@LISTEN@ --connect 127.0.0.1:@TARGET@'
 . "${UG_SRCDIR:-$(dirname "$0")/..}/tests/vm/lib.sh"
 
 mib=${UG_BENCH_MIB:-32}
