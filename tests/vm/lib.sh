@@ -29,6 +29,9 @@ export UG_SRCDIR UG_BUILDDIR
 _ug_name=$(basename "$0" .sh)
 mkdir -p "$UG_BUILDDIR/tests/vm/run"
 UG_VM_WORK=$(mktemp -d "$UG_BUILDDIR/tests/vm/run/$_ug_name.XXXXXX")
+# Unix socket paths must stay under 108 bytes, which a deep build tree (make
+# distcheck) exceeds: the QMP sockets live in a short directory of their own.
+_ug_sockdir=$(mktemp -d "${TMPDIR:-/tmp}/ugvm.XXXXXX")
 _ug_tap_n=0
 _ug_tap_failed=0
 _ug_on_exit=""
@@ -151,6 +154,7 @@ _ug_cleanup() {
 	else
 		rm -rf "$UG_VM_WORK"
 	fi
+	rm -rf "$_ug_sockdir"
 	exit $_rc
 }
 trap _ug_cleanup EXIT
@@ -236,7 +240,7 @@ vm_guest() {
 # "UGDISK sector=N of=M" followed by bytes derived from N.
 vm_disk_image() { python3 "$UG_VM_DIR/ugvm.py" disk "$1" "$2"; }
 
-# vm_dir NAME: the VM's directory (console.log, qmp.sock, pid, ...).
+# vm_dir NAME: the VM's directory (console.log, cmdline, pid, ...).
 vm_dir() { echo "$UG_VM_WORK/vm-$1"; }
 vm_log() { echo "$UG_VM_WORK/vm-$1/console.log"; }
 # vm_port NAME [GUESTPORT]: the host port forwarded to a device VM's exporter
@@ -281,7 +285,7 @@ _vm_launch() {
 		set -- $_accel -m "$UG_VM_MEM" -smp 1 -nodefaults -no-user-config \
 			-display none -no-reboot -name "ug-$_name" \
 			-debugcon "file:$_dir/console.log" -global isa-debugcon.iobase=0x402 \
-			-qmp "unix:$_dir/qmp.sock,server=on,wait=off" \
+			-qmp "unix:$_ug_sockdir/$_name.qmp,server=on,wait=off" \
 			-pidfile "$_dir/qemu.pid" \
 			-device qemu-xhci,id=xhci "$@"
 	else
@@ -292,7 +296,7 @@ _vm_launch() {
 			-kernel "$UG_VM_KERNEL" -initrd "$_dir/initrd.gz" \
 			-append "console=ttyS0 $_klog panic=-1 no_timer_check ug.role=$_role ${UG_VM_APPEND:-}" \
 			-serial "file:$_dir/console.log" -serial "file:$_dir/ttyS1.out" \
-			-qmp "unix:$_dir/qmp.sock,server=on,wait=off" \
+			-qmp "unix:$_ug_sockdir/$_name.qmp,server=on,wait=off" \
 			-pidfile "$_dir/qemu.pid" \
 			-device qemu-xhci,id=xhci "$@"
 	fi
@@ -570,7 +574,7 @@ vm_stop() {
 # whose return value is printed as JSON, or an HMP command line, whose text
 # output is printed.
 vm_qmp() {
-	_s="$(vm_dir "$1")/qmp.sock"
+	_s="$_ug_sockdir/$1.qmp"
 	shift
 	timeout 30 python3 "$UG_VM_DIR/ugvm.py" qmp "$_s" "$@"
 }
