@@ -500,7 +500,11 @@ vm_wait_for() {
 		if ! vm_running "$1"; then
 			# One last look: the line may have come with the exit.
 			_line=$(grep -a -E -m 1 -- "$2" "$_dir/console.log" 2>/dev/null | tr -d '\r')
-			[ -n "$_line" ] && { echo "$_line"; return 0; }
+			if [ -n "$_line" ]; then
+				ug_since "$(cat "$_dir/start")" >"$_dir/matched-at"
+				echo "$_line"
+				return 0
+			fi
 			echo "vm_wait_for $1: VM ended without /$2/" >&2
 			return 2
 		fi
