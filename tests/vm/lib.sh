@@ -409,7 +409,9 @@ $2"; shift ;;
 
 # vm_consumer_start NAME [options]: the consumer VM: a usb-redir device (id
 # redir0) on its xHCI, fed by one of
-#   --connect PORT      chardev socket, client of 127.0.0.1:PORT
+#   --connect PORT      chardev socket, client of 127.0.0.1:PORT; QEMU exits
+#                       at start if nothing listens there, unless followed by
+#   --reconnect S       retry every S seconds (also after the peer left)
 #   --listen PORT       chardev socket, server on 127.0.0.1:PORT
 #   --spice PORT        SPICE server on 127.0.0.1:PORT, spicevmc channel
 #                       "usbredir" (--spice-opts ",..." adds -spice options)
@@ -434,6 +436,7 @@ vm_consumer_start() {
 		case $1 in
 		--bios-only) _bios=1 ;;
 		--connect) _chr="socket,id=ur,host=127.0.0.1,port=$2"; shift ;;
+		--reconnect) _chr="$_chr,reconnect=$2"; shift ;;
 		--listen) _chr="socket,id=ur,host=127.0.0.1,port=$2,server=on,wait=off"; shift ;;
 		--spice) _spice=$2; _chr="spicevmc,id=ur,name=usbredir"; shift ;;
 		--spice-opts) _sopts=$2; shift ;;
