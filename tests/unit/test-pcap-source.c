@@ -383,6 +383,41 @@ static void test_real_snaplen_200(void **state)
 	ug_capture_free(c);
 }
 
+/* A real TLS session (python ssl on loopback): recognised as TLS, and each
+ * side's stream is a chain of TLS records that ends exactly at its FIN. */
+static void test_real_tls(void **state)
+{
+	struct result res;
+	ug_capture *c = ug_capture_new();
+
+	assert_int_equal(ug_capture_open_file(c, data_path("lo4-tls.pcap")), 0);
+	run(c, &res);
+	assert_int_equal(res.nconns, 1);
+	assert_int_equal(res.notices, 0);
+	assert_int_equal(res.conn[0].proto, UG_CAPTURE_PROTO_TLS);
+	/* The client hello alone decides. */
+	assert_true(res.conn[0].decided_at[0] > 6 && res.conn[0].decided_at[1] == 1);
+	assert_int_equal(res.conn[0].close_reason, UG_CAPTURE_CLOSE_FIN);
+	for (int d = 0; d < 2; d++) {
+		const struct side_result *sr = &res.conn[0].side[d];
+		size_t pos = 0;
+		int records = 0;
+
+		assert_int_equal(sr->gaps, 0);
+		assert_true(sr->end);
+		while (pos + 5 <= sr->len) {
+			assert_true(sr->buf[pos] >= 20 && sr->buf[pos] <= 23);
+			assert_int_equal(sr->buf[pos + 1], 3);
+			pos += 5 + ug_get_be16(sr->buf + pos + 3);
+			records++;
+		}
+		assert_int_equal(pos, sr->len);
+		assert_true(records >= 2);
+	}
+	free_result(&res);
+	ug_capture_free(c);
+}
+
 /* ---- variants built from the real captures ---- */
 
 struct pkt {
@@ -1101,6 +1136,7 @@ int main(void)
 		cmocka_unit_test(test_real_any_sll2),
 		cmocka_unit_test(test_real_lo_ipv6_pcap),
 		cmocka_unit_test(test_real_snaplen_200),
+		cmocka_unit_test(test_real_tls),
 		cmocka_unit_test(test_variant_link_types_ipv4),
 		cmocka_unit_test(test_variant_link_types_ipv6),
 		cmocka_unit_test(test_variant_ipv6_extension_headers),
