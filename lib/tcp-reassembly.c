@@ -42,6 +42,7 @@ struct side {
 	uint64_t fin_off;   /* stream offset of the FIN */
 	uint64_t ack_target;/* the peer acknowledged up to here, beyond next */
 	uint32_t ack_wait;  /* segments seen since ack_target was set */
+	uint64_t far_ack;   /* the peer acknowledged up to here, beyond the window */
 	struct piece *ooo, *ooo_tail;
 	uint64_t held;      /* PIECE_COST of the pieces in ooo */
 	uint32_t npieces;   /* pieces in ooo */
@@ -662,6 +663,16 @@ static int payload(struct ug_tcp_reasm *r, struct conn *c, int dir, const struct
 		}
 		return drain(r, c, dir, w);
 	}
+	/* Far ahead, but the peer acknowledged having received beyond where
+	 * it starts: the capture lost more than a window (tcpdump dropping
+	 * frames under load), so the stream resumes here after a gap. */
+	if (off - s->next > r->lim.window && s->far_ack >= off) {
+		ret = advance_to(r, c, dir, w, off, UG_CAPTURE_GAP_NOT_CAPTURED);
+		if (ret < 0)
+			return ret;
+		s->far_ack = 0;
+		return payload(r, c, dir, w, dseq, data, len, caplen);
+	}
 	if (off - s->next > r->lim.window) {
 		r->st.bytes_dropped += len;
 		return push_notice(r, c, dir, w->ts, w->frame, UG_E_TOOBIG,
@@ -880,8 +891,15 @@ static int acknowledged(struct ug_tcp_reasm *r, struct conn *c, int dir, const s
 	/* A FIN takes one sequence number: its acknowledgement is no data. */
 	if (s->fin && target > s->fin_off)
 		target = s->fin_off;
-	if (target <= s->next || target - s->next > r->lim.window)
+	if (target <= s->next)
 		return 0;
+	/* Too far to act on alone (it may be garbage); a data segment that
+	 * starts within it confirms it (payload()). */
+	if (target - s->next > r->lim.window) {
+		if (target > s->far_ack)
+			s->far_ack = target;
+		return 0;
+	}
 	/* One byte beyond the last one with nothing held is most likely the
 	 * ACK of a FIN that was not captured, not a missing byte. */
 	if (!s->fin && !s->ooo && target == s->next + 1)

@@ -613,6 +613,25 @@ static void test_beyond_window_dropped(void **state)
 	ug_tcp_reasm_free(r);
 }
 
+/* A loss larger than the window: the peer's ACK beyond it, confirmed by
+ * data that starts within what it acknowledged, resumes the stream. */
+static void test_loss_beyond_window_resyncs_on_ack(void **state)
+{
+	struct ug_capture_limits l = { .window = 1000, .reorder_window = 1 };
+	struct ug_tcp_reasm *r = handshake_lim(&l);
+
+	feed(r, C, A, 101, 501, "abc");
+	feed(r, S, A, 501, 101 + 5000, NULL);   /* too far to act on alone */
+	assert_string_equal(drain(r), "D1c0:abc");
+	feed(r, C, A, 101 + 6000, 501, "no");   /* beyond what was acknowledged */
+	assert_string_equal(drain(r), "N1/-3");
+	feed(r, C, A, 101 + 4990, 501, "xyz");
+	assert_string_equal(drain(r), "G1c3+4987/1 D1c4990:xyz");
+	feed(r, C, A, 101 + 4993, 501, "w");
+	assert_string_equal(drain(r), "D1c4993:w");
+	ug_tcp_reasm_free(r);
+}
+
 static void test_connection_table_full(void **state)
 {
 	struct ug_tcp_reasm *r = ug_tcp_reasm_new();
@@ -833,6 +852,7 @@ int main(void)
 		cmocka_unit_test(test_limit_piece_count),
 		cmocka_unit_test(test_limit_total),
 		cmocka_unit_test(test_beyond_window_dropped),
+		cmocka_unit_test(test_loss_beyond_window_resyncs_on_ack),
 		cmocka_unit_test(test_connection_table_full),
 		cmocka_unit_test(test_inconsistent_segment_refused),
 		cmocka_unit_test(test_random_order_byte_exact),
