@@ -631,6 +631,35 @@ static void test_variant_ipv6_extension_headers(void **state)
 	free_pkts(&ps);
 }
 
+/* IPv4 with options: a 4-byte Router Alert option in every packet (IHL 6). */
+static void test_variant_ipv4_options(void **state)
+{
+	struct pkts ps;
+	struct image im;
+
+	load_pkts("lo4.pcap", &ps);
+	image_begin(&im, DLT_EN10MB);
+	for (size_t i = 0; i < ps.n; i++) {
+		struct pcap_pkthdr h = ps.p[i].h;
+		uint8_t buf[262144 + 64], *ip = buf + 14;
+		const uint8_t *src = ps.p[i].data;
+
+		assert_int_equal(src[14], 0x45);
+		memcpy(buf, src, 14 + 20);
+		ip[0] = 0x46;
+		memcpy(ip + 20, (uint8_t[4]){ 0x94, 0x04, 0, 0 }, 4);
+		memcpy(ip + 24, src + 34, h.caplen - 34);
+		ug_put_be16(ip + 2, (uint16_t)(ug_get_be16(src + 16) + 4));
+		h.caplen += 4;
+		h.len += 4;
+		image_add(&im, &h, buf);
+	}
+	image_end(&im);
+	check_image(&im, "lo4.streams", DLT_EN10MB, 4);
+	free(im.buf);
+	free_pkts(&ps);
+}
+
 /* ---- pathological copies of the real IPv4 capture ---- */
 
 /* Parsed view of one Ethernet/IPv4/TCP frame of lo4.pcap, as a test oracle. */
@@ -922,6 +951,55 @@ static void test_ipv4_fragment_reported(void **state)
 	free_pkts(&ps);
 }
 
+/* An IPv6 fragment header (offset 0, more follow) makes a frame unusable. */
+static void test_ipv6_fragment_reported(void **state)
+{
+	struct result res;
+	struct pkts ps;
+	struct image im;
+	size_t victim = 0, data_frames = 0;
+
+	load_pkts("lo6.pcap", &ps);
+	image_begin(&im, DLT_EN10MB);
+	for (size_t i = 0; i < ps.n; i++) {
+		struct pcap_pkthdr h = ps.p[i].h;
+		uint8_t buf[262144 + 64], *ip = buf + 14;
+		const uint8_t *src = ps.p[i].data;
+		uint16_t plen = ug_get_be16(src + 18);
+
+		/* The 5th frame with payload beyond its TCP header. */
+		if (!victim && plen > 32 && ++data_frames == 5) {
+			victim = i + 1;
+			memcpy(buf, src, 14 + 40);
+			ip[6] = 44;
+			memcpy(ip + 40, (uint8_t[8]){ 6, 0, 0x00, 0x01, 0, 0, 0x12, 0x34 }, 8);
+			memcpy(ip + 48, src + 54, h.caplen - 54);
+			ug_put_be16(ip + 4, (uint16_t)(plen + 8));
+			h.caplen += 8;
+			h.len += 8;
+			image_add(&im, &h, buf);
+			continue;
+		}
+		image_add(&im, &h, src);
+	}
+	image_end(&im);
+	run_image(&im, &res);
+	assert_int_equal(res.notices, 1);
+	assert_int_equal(res.last_notice_reason, UG_E_UNSUPPORTED);
+	{
+		char want[128];
+
+		snprintf(want, sizeof(want), "frame %zu: IPv6 fragment (id 4660, offset 0, more "
+		         "follow) not supported: skipped", victim);
+		assert_string_equal(res.last_notice, want);
+	}
+	assert_int_equal(res.stats.frames_skipped, 1);
+	assert_int_equal(res.conn[0].side[0].gaps + res.conn[0].side[1].gaps, 1);
+	free_result(&res);
+	free(im.buf);
+	free_pkts(&ps);
+}
+
 static void test_mid_stream_start(void **state)
 {
 	struct expected e;
@@ -1179,12 +1257,14 @@ int main(void)
 		cmocka_unit_test(test_variant_link_types_ipv4),
 		cmocka_unit_test(test_variant_link_types_ipv6),
 		cmocka_unit_test(test_variant_ipv6_extension_headers),
+		cmocka_unit_test(test_variant_ipv4_options),
 		cmocka_unit_test(test_reordered),
 		cmocka_unit_test(test_duplicated),
 		cmocka_unit_test(test_dropped_segment_is_a_gap),
 		cmocka_unit_test(test_truncated_file),
 		cmocka_unit_test(test_truncated_and_malformed_frames),
 		cmocka_unit_test(test_ipv4_fragment_reported),
+		cmocka_unit_test(test_ipv6_fragment_reported),
 		cmocka_unit_test(test_mid_stream_start),
 		cmocka_unit_test(test_unsupported_link_type_and_garbage),
 		cmocka_unit_test(test_limits_through_capture),
