@@ -1197,8 +1197,13 @@ static void test_live_loopback(void **state)
 	r = ug_capture_open_live(l.c, "lo", filter);
 	if (r == UG_E_IO && (strstr(ug_capture_errmsg(l.c), "ermission") ||
 	                     strstr(ug_capture_errmsg(l.c), "not permitted"))) {
-		/* cmocka has no TAP skip: say it loudly and pass. */
-		print_message("# SKIP live capture: %s\n", ug_capture_errmsg(l.c));
+		/*
+		 * Only without the capture privilege: say so loudly. cmocka
+		 * 1.1's skip() prints "not ok N # SKIP", which automake's TAP
+		 * driver counts as a failure, so the case passes instead.
+		 */
+		print_message("# SKIP live capture needs root or CAP_NET_RAW: %s\n",
+		              ug_capture_errmsg(l.c));
 		ug_capture_free(l.c);
 		free(script);
 		return;
