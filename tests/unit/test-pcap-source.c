@@ -1086,6 +1086,274 @@ static void test_limits_through_capture(void **state)
 	ug_capture_free(c);
 }
 
+/* ---- hostile frames, one per capture, each with its exact message ---- */
+
+/* Ethernet + IPv4 (total 44) + TCP (20 bytes) + "data": a valid frame. */
+static uint32_t valid_frame(uint8_t *b)
+{
+	memset(b, 0, 58);
+	ug_put_be16(b + 12, 0x0800);
+	b[14] = 0x45;
+	ug_put_be16(b + 16, 44);
+	b[14 + 8] = 64;
+	b[14 + 9] = 6;
+	memcpy(b + 26, (uint8_t[8]){ 10, 0, 0, 1, 10, 0, 0, 2 }, 8);
+	ug_put_be16(b + 34, 40000);
+	ug_put_be16(b + 36, 5900);
+	b[34 + 12] = 0x50;
+	b[34 + 13] = 0x18;
+	memcpy(b + 54, "data", 4);
+	return 58;
+}
+
+/* Ethernet + IPv6 header (payload length plen, next header nh). */
+static uint32_t ipv6_frame(uint8_t *b, uint16_t plen, uint8_t nh)
+{
+	memset(b, 0, 54);
+	ug_put_be16(b + 12, 0x86dd);
+	b[14] = 0x60;
+	ug_put_be16(b + 18, plen);
+	b[20] = nh;
+	b[21] = 64;
+	b[14 + 8 + 15] = 1;
+	b[14 + 24 + 15] = 1;
+	return 54;
+}
+
+struct hostile {
+	const char *message;    /* NULL: skipped without a notice */
+	int code;
+};
+
+/* Builds hostile frame number k; returns 0 when there are no more. */
+static int hostile_frame(int k, uint8_t *b, struct pcap_pkthdr *h, int *dlt, struct hostile *ret)
+{
+	uint32_t n = valid_frame(b);
+
+	*dlt = DLT_EN10MB;
+	h->caplen = h->len = n;
+	ret->code = UG_E_PROTO;
+	switch (k) {
+	case 0:
+		h->caplen = h->len = 10;
+		ret->message = "Ethernet header needs 14 bytes, the frame has 10";
+		break;
+	case 1:
+		h->caplen = 10;
+		ret->code = UG_E_TRUNCATED;
+		ret->message = "Ethernet header needs 14 bytes, captured 10";
+		break;
+	case 2:
+		ug_put_be16(b + 12, 0x8100);
+		h->caplen = 16;
+		ret->code = UG_E_TRUNCATED;
+		ret->message = "VLAN tag needs 18 bytes, captured 16";
+		break;
+	case 3:
+		for (int i = 0; i < 5; i++)
+			ug_put_be16(b + 12 + 4 * i, 0x8100);
+		ret->code = UG_E_UNSUPPORTED;
+		ret->message = "more than 4 VLAN tags";
+		break;
+	case 4:
+		ug_put_be16(b + 12, 0x0806);        /* ARP */
+		ret->message = NULL;
+		break;
+	case 5:
+		b[14] = 0x55;
+		ret->message = "IPv4 header has version 5";
+		break;
+	case 6:
+		b[14] = 0x44;
+		ret->message = "IPv4 header length 16 outside 20..44";
+		break;
+	case 7:
+		ug_put_be16(b + 16, 1500);
+		ret->message = "IPv4 total length 1500 exceeds the 44 bytes of the frame after "
+		               "the link header";
+		break;
+	case 8:
+		h->caplen = h->len = 30;
+		ret->message = "IPv4 packet of 16 bytes is shorter than its 20-byte header";
+		break;
+	case 9:
+		h->caplen = 30;
+		ret->code = UG_E_TRUNCATED;
+		ret->message = "IPv4 header truncated: captured 16 of at least 20 bytes";
+		break;
+	case 10:
+		ug_put_be16(b + 20, 185);
+		ret->code = UG_E_UNSUPPORTED;
+		ret->message = "IPv4 fragment (id 0, offset 1480) not supported: skipped";
+		break;
+	case 11:
+		b[14 + 9] = 17;                     /* UDP */
+		ret->message = NULL;
+		break;
+	case 12:
+		b[34 + 12] = 0x40;
+		ret->message = "TCP header length 16 outside 20..24";
+		break;
+	case 13:
+		b[34 + 12] = 0xf0;
+		ret->message = "TCP header length 60 outside 20..24";
+		break;
+	case 14:
+		h->caplen = 14 + 20 + 10;
+		ret->code = UG_E_TRUNCATED;
+		ret->message = "TCP header truncated: captured 10 of at least 20 bytes";
+		break;
+	case 15:
+		ug_put_be16(b + 16, 30);
+		ret->message = "TCP segment of 10 bytes is shorter than its 20-byte header";
+		break;
+	case 16:
+		*dlt = DLT_RAW;
+		memmove(b, b + 14, n - 14);
+		b[0] = 0x75;
+		h->caplen = h->len = n - 14;
+		ret->message = "raw IP packet has version 7";
+		break;
+	case 17:
+		*dlt = DLT_NULL;
+		memmove(b + 4, b + 14, n - 14);
+		ug_put_le32(b, 17);
+		h->caplen = h->len = n - 10;
+		ret->message = NULL;
+		break;
+	case 18:
+		*dlt = DLT_NULL;
+		h->caplen = h->len = 2;
+		ret->message = "loopback header needs 4 bytes, the frame has 2";
+		break;
+	case 19:
+		*dlt = DLT_LINUX_SLL;
+		h->caplen = h->len = 12;
+		ret->message = "Linux cooked header needs 16 bytes, the frame has 12";
+		break;
+	case 20:
+		*dlt = DLT_LINUX_SLL2;
+		h->caplen = h->len = 12;
+		ret->message = "Linux cooked v2 header needs 20 bytes, the frame has 12";
+		break;
+	case 21:
+		h->caplen = h->len = ipv6_frame(b, 0, 0);
+		ret->code = UG_E_UNSUPPORTED;
+		ret->message = "IPv6 payload length 0 (jumbogram) not supported: skipped";
+		break;
+	case 22:
+		h->caplen = h->len = ipv6_frame(b, 1000, 6);
+		ret->message = "IPv6 payload length 1000 exceeds the 0 bytes of the frame after "
+		               "the header";
+		break;
+	case 23:
+		h->caplen = h->len = ipv6_frame(b, 0, 59);  /* no next header */
+		ret->message = NULL;
+		break;
+	case 24:
+		n = ipv6_frame(b, 8, 0);
+		b[n + 1] = 5;                       /* 48 bytes claimed */
+		h->caplen = h->len = n + 8;
+		ret->message = "IPv6 extension header 0 of 48 bytes runs past the payload length 8";
+		break;
+	case 25:
+		n = ipv6_frame(b, 17 * 8, 0);
+		memset(b + n, 0, 17 * 8);           /* 17 hop-by-hop headers in a row */
+		h->caplen = h->len = n + 17 * 8;
+		ret->code = UG_E_UNSUPPORTED;
+		ret->message = "more than 16 IPv6 extension headers: skipped";
+		break;
+	case 26:
+		n = ipv6_frame(b, 8, 0);
+		h->caplen = n + 4;
+		h->len = n + 8;
+		ret->code = UG_E_TRUNCATED;
+		ret->message = "IPv6 extension header 0 truncated: captured 44 bytes";
+		break;
+	case 27:
+		h->caplen = h->len = ipv6_frame(b, 0, 59);
+		b[14] = 0x40;
+		ret->message = "IPv6 header has version 4";
+		break;
+	case 28:
+		h->caplen = h->len = 30;
+		ug_put_be16(b + 12, 0x86dd);
+		ret->message = "IPv6 packet of 16 bytes is shorter than its 40-byte header";
+		break;
+	case 29:
+		n = ipv6_frame(b, 8, 44);
+		memcpy(b + n, (uint8_t[8]){ 6, 0, 0x05, 0x00, 0, 0, 0, 9 }, 8);
+		h->caplen = h->len = n + 8;
+		ret->code = UG_E_UNSUPPORTED;
+		ret->message = "IPv6 fragment (id 9, offset 1280) not supported: skipped";
+		break;
+	default:
+		return 0;
+	}
+	return 1;
+}
+
+static void test_hostile_frames(void **state)
+{
+	uint8_t b[512];
+	int k;
+
+	for (k = 0;; k++) {
+		struct pcap_pkthdr h = { .ts = { 1, 0 } };
+		struct hostile want;
+		struct result res;
+		struct image im;
+		char msg[256];
+		int dlt;
+
+		if (!hostile_frame(k, b, &h, &dlt, &want))
+			break;
+		image_begin(&im, dlt);
+		image_add(&im, &h, b);
+		image_end(&im);
+		run_image(&im, &res);
+		print_message("# hostile frame %d: %s\n", k, want.message ? want.message : "(quiet)");
+		assert_int_equal(res.stats.frames, 1);
+		assert_int_equal(res.stats.frames_skipped, 1);
+		assert_int_equal(res.stats.segments, 0);
+		assert_int_equal(res.nconns, 0);
+		if (want.message) {
+			snprintf(msg, sizeof(msg), "frame 1: %s", want.message);
+			assert_int_equal(res.notices, 1);
+			assert_string_equal(res.last_notice, msg);
+			assert_int_equal(res.last_notice_reason, want.code);
+		} else {
+			assert_int_equal(res.notices, 0);
+		}
+		free_result(&res);
+		free(im.buf);
+	}
+	assert_int_equal(k, 30);
+}
+
+/* A segmentation-offload frame over 64 KiB with IPv4 total length 0 is read
+ * with the frame's length, as tcpdump does. */
+static void test_tso_frame_over_64k(void **state)
+{
+	static uint8_t b[70000];
+	struct pcap_pkthdr h = { .ts = { 1, 0 }, .caplen = sizeof(b), .len = sizeof(b) };
+	struct result res;
+	struct image im;
+
+	valid_frame(b);
+	ug_put_be16(b + 16, 0);
+	image_begin(&im, DLT_EN10MB);
+	image_add(&im, &h, b);
+	image_end(&im);
+	run_image(&im, &res);
+	assert_int_equal(res.notices, 0);
+	assert_int_equal(res.nconns, 1);
+	assert_int_equal(res.conn[0].side[0].data_bytes, sizeof(b) - 54);
+	assert_memory_equal(res.conn[0].side[0].buf, "data", 4);
+	free_result(&res);
+	free(im.buf);
+}
+
 /* ---- the classifier ---- */
 
 static void test_classify(void **state)
@@ -1273,6 +1541,8 @@ int main(void)
 		cmocka_unit_test(test_mid_stream_start),
 		cmocka_unit_test(test_unsupported_link_type_and_garbage),
 		cmocka_unit_test(test_limits_through_capture),
+		cmocka_unit_test(test_hostile_frames),
+		cmocka_unit_test(test_tso_frame_over_64k),
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_live_loopback),
 	};
