@@ -481,6 +481,13 @@ static int advance_to(struct ug_tcp_reasm *r, struct conn *c, int dir, const str
 	return drain(r, c, dir, w);
 }
 
+/* An acknowledged offset as far as data can go: a FIN takes one sequence
+ * number, and the FIN may have been seen after the ACK was. */
+static uint64_t acked_limit(const struct side *s, uint64_t target)
+{
+	return s->fin && target > s->fin_off ? s->fin_off : target;
+}
+
 /* Gives up every hole of a side (the connection is ending). */
 static int flush_side(struct ug_tcp_reasm *r, struct conn *c, int dir, const struct when *w)
 {
@@ -488,7 +495,7 @@ static int flush_side(struct ug_tcp_reasm *r, struct conn *c, int dir, const str
 	int ret;
 
 	if (s->ack_target > s->next) {
-		uint64_t t = s->ack_target;
+		uint64_t t = acked_limit(s, s->ack_target);
 
 		s->ack_target = 0;
 		if ((ret = advance_to(r, c, dir, w, t, UG_CAPTURE_GAP_NOT_CAPTURED)) < 0)
@@ -888,9 +895,7 @@ static int acknowledged(struct ug_tcp_reasm *r, struct conn *c, int dir, const s
 	if (aoff <= 0 || (uint64_t)aoff <= s->next)
 		return 0;
 	target = (uint64_t)aoff;
-	/* A FIN takes one sequence number: its acknowledgement is no data. */
-	if (s->fin && target > s->fin_off)
-		target = s->fin_off;
+	target = acked_limit(s, target);
 	if (target <= s->next)
 		return 0;
 	/* Too far to act on alone (it may be garbage); a data segment that
@@ -920,10 +925,10 @@ static int check_acked(struct ug_tcp_reasm *r, struct conn *c, const struct when
 {
 	for (int d = 0; d < 2; d++) {
 		struct side *s = &c->side[d];
-		uint64_t t = s->ack_target;
+		uint64_t t = acked_limit(s, s->ack_target);
 		int ret;
 
-		if (!t)
+		if (!s->ack_target)
 			continue;
 		if (t <= s->next) {
 			s->ack_target = 0;

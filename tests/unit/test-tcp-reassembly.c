@@ -381,6 +381,21 @@ static void test_ack_before_data_within_reorder_window(void **state)
 	ug_tcp_reasm_free(r);
 }
 
+/* An ACK seen before a FIN it reaches past: the gap stops at the FIN
+ * (found by fuzz-capture's order check). */
+static void test_pending_ack_clamped_by_later_fin(void **state)
+{
+	struct ug_tcp_reasm *r = handshake();
+
+	feed(r, C, A, 101, 501, "abc");
+	feed(r, S, A, 501, 101 + 100, NULL);   /* pending: beyond anything sent */
+	feed(r, C, FIN | A, 111, 501, NULL);   /* the FIN at offset 10 */
+	assert_string_equal(drain(r), "D1c0:abc");
+	assert_int_equal(ug_tcp_reasm_finish(r, 0, 0), 0);
+	assert_string_equal(drain(r), "G1c3+7/1 E1c10 C1/5");
+	ug_tcp_reasm_free(r);
+}
+
 /* The SYN captured after the SYN+ACK belongs to the same connection. */
 static void test_syn_after_syn_ack(void **state)
 {
@@ -968,6 +983,7 @@ int main(void)
 		cmocka_unit_test(test_snaplen_cut),
 		cmocka_unit_test(test_gap_acknowledged_then_resume),
 		cmocka_unit_test(test_ack_before_data_within_reorder_window),
+		cmocka_unit_test(test_pending_ack_clamped_by_later_fin),
 		cmocka_unit_test(test_syn_after_syn_ack),
 		cmocka_unit_test(test_gap_at_end_of_capture),
 		cmocka_unit_test(test_fin_waits_for_data),
