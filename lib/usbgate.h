@@ -692,9 +692,10 @@ const char *ug_proxy_errmsg(const ug_proxy *p);
  *	while ((r = ug_capture_next(c, &ev)) > 0) {
  *		switch (ev.type) {
  *		case UG_CAPTURE_OPEN:   make per-connection state for ev.conn->id
- *		case UG_CAPTURE_DATA:   keep the first bytes per side until
- *		                        ug_capture_classify() decides, then feed
- *		                        the usbredir or SPICE decoder of ev.side
+ *		case UG_CAPTURE_DATA:   while ev.conn->proto is NEED_MORE keep
+ *		                        the bytes; then feed them and what follows
+ *		                        to the usbredir or SPICE decoder of
+ *		                        ev.side (TLS: report it as encrypted)
  *		case UG_CAPTURE_GAP:    tell that decoder to resync after the gap
  *		case UG_CAPTURE_END:    that side sent FIN
  *		case UG_CAPTURE_CLOSE:  drop the per-connection state
@@ -721,7 +722,9 @@ const char *ug_proxy_errmsg(const ug_proxy *p);
  *   side or in total would exceed its limit (the oldest hole is given up);
  *   the connection ends (FIN, RST, eviction, end of capture) with holes.
  * - Data starting further than the window ahead of the next expected byte
- *   is dropped with a NOTICE (it is most likely garbage).
+ *   is dropped with a NOTICE (it is most likely garbage), unless the other
+ *   side acknowledged beyond where it starts: then the capture lost more
+ *   than a window, and the hole becomes a GAP.
  * - The connection table is bounded: when it is full the least recently
  *   active connection is closed (CLOSE with UG_CAPTURE_CLOSE_EVICTED).
  */
