@@ -19,6 +19,7 @@
 # UG_BENCH_CYCLES (100), UG_BENCH_ROUNDS (2: usbredirect, usbredirsrv, twice).
 UG_TEST_TIMEOUT=${UG_TEST_TIMEOUT:-900}
 UG_VM_TIMEOUT=${UG_VM_TIMEOUT:-600}
+UG_VM_APPEND=${UG_VM_APPEND:-no_timer_check}
 . "${UG_SRCDIR:-$(dirname "$0")/..}/tests/vm/lib.sh"
 
 mib=${UG_BENCH_MIB:-32}
