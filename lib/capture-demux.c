@@ -367,7 +367,7 @@ static const struct handler spice_handler = {
 static void tls_start(ug_capture_demux *d, struct conn *c)
 {
 	d->stats.tls++;
-	logf_(d, UG_LOG_WARNING, "connection %u (%s): %s: skipped", c->id, c->label,
+	logf_(d, UG_LOG_WARNING, "connection %u (%s): TLS: %s; skipped", c->id, c->label,
 	      ug_strerror(UG_E_ENCRYPTED));
 }
 

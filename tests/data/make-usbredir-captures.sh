@@ -11,11 +11,32 @@
 # (enumeration and the first SCSI reads) so that the file stays small.
 # From the storage capture, usbredir-storage-midstream.pcap drops the first
 # 40 frames: a capture that starts after the hellos.
+# Without VMs: tls-only.pcap, an openssl s_server/s_client exchange on lo
+# (what a TLS-wrapped usbredir or SPICE connection looks like to usbdump).
+# UG_ONLY=tls records only that one.
 . "${UG_SRCDIR:-$(dirname "$0")/../..}/tests/vm/lib.sh"
 
 OUT=${UG_DATA_OUT:-$UG_SRCDIR/tests/data}
 W=$UG_VM_WORK
-tap_plan 2
+tap_plan 3
+
+# TLS: a throw-away self-signed key, one short exchange.
+tport=$(ug_free_port)
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$W/key.pem" -out "$W/cert.pem" \
+	-days 1 -subj /CN=usbgate-test 2>/dev/null
+ug_spawn tcpdump-tls 60 tcpdump -i lo -U -w "$W/tls.pcap" "tcp port $tport"
+for _ in $(seq 50); do grep -q 'listening on' "$W/tcpdump-tls.log" 2>/dev/null && break; sleep 0.1; done
+ug_spawn s_server 30 openssl s_server -accept "127.0.0.1:$tport" -cert "$W/cert.pem" \
+	-key "$W/key.pem" -naccept 1 -quiet
+sleep 1
+echo "usbredir over TLS would be here" | timeout 10 openssl s_client -connect "127.0.0.1:$tport" \
+	-quiet >/dev/null 2>&1
+sleep 1
+ug_kill_pidfile "$W/tcpdump-tls.pid"
+cp "$W/tls.pcap" "$OUT/tls-only.pcap"
+tap_ok "TLS exchange recorded ($(stat -c %s "$OUT/tls-only.pcap") bytes)"
+[ "${UG_ONLY:-}" = tls ] && exit 0
+
 vm_guest || tap_bail "cannot build the test guest"
 
 record() { # NAME: tcpdump on the device VM's hostfwd port into $W/NAME.pcap

@@ -23,7 +23,7 @@ expect() {
 		notok "$desc" "exit $rc (want $code)" "$(head -c 600 "$T/err")"
 	fi
 }
-echo "1..12"
+echo "1..13"
 expect "no source: usage, exit 2" 2 'exactly one source' "$U"
 expect "unknown option: exit 2" 2 'Unknown option' "$U" --frobnicate
 expect "proxy without --connect: exit 2" 2 'both --listen and --connect' "$U" --listen 4000
@@ -32,6 +32,7 @@ expect "missing file: exit 1" 1 'usbdump: error: .*nosuch' "$U" -r "$T/nosuch.pc
 printf 'this is not a capture\n' >"$T/text.pcap"
 expect "not a capture: exit 3" 3 'usbdump: error' "$U" -r "$T/text.pcap"
 expect "a capture without usbredir: exit 3" 3 'no usbredir connection found' "$U" -r "$D/usbredir-storage-midstream.pcap" -q
+expect "only TLS: exit 3, said" 3 'no usbredir found: 1 TLS connection' "$U" -r "$D/tls-only.pcap" -q
 expect "the keyboard capture decodes: exit 0 and a summary" 0 '1 session, [0-9]+ usbredir packets' "$U" -r "$D/usbredir-kbd.pcap" -q -w "$T/k.pcap"
 expect "a capture cut inside a packet: exit 4, named" 4 'ends inside a packet' "$U" -r "$D/usbredir-storage.pcap" -q
 expect "mid-stream with --port: decoded, assumed caps said" 4 'assumed caps 0xff' "$U" -r "$D/usbredir-storage-midstream.pcap" -q \

@@ -314,6 +314,22 @@ static void test_other_protocols(void **state)
 	free(r.text);
 }
 
+/* A TLS connection (openssl s_server/s_client on lo) is reported as
+ * encrypted and skipped. */
+static void test_tls(void **state)
+{
+	struct run r;
+
+	(void)state;
+	run_file("tls-only.pcap", NULL, UG_DEMUX_GUEST_AUTO, &r);
+	assert_int_equal(r.dmx.connections, 1);
+	assert_int_equal(r.dmx.tls, 1);
+	assert_int_equal(r.dmx.usbredir, 0);
+	assert_int_equal(r.rec.sessions, 0);
+	assert_non_null(strstr(r.log, "TLS: the stream is encrypted; skipped"));
+	free(r.text);
+}
+
 /* Bad arguments and limits. */
 static void test_arguments(void **state)
 {
@@ -344,6 +360,7 @@ int main(void)
 		cmocka_unit_test(test_guest_as_told),
 		cmocka_unit_test(test_midstream),
 		cmocka_unit_test(test_other_protocols),
+		cmocka_unit_test(test_tls),
 		cmocka_unit_test(test_arguments),
 	};
 
