@@ -14,6 +14,7 @@
 #
 # Run from the build dir: UG_SRCDIR=.. UG_BUILDDIR=. sh ../bench/bench-usbdump-proxy.sh
 # Environment: UG_BENCH_MIB (32), UG_BENCH_READS (3), UG_BENCH_SMALL (4096).
+UG_TEST_TIMEOUT=${UG_TEST_TIMEOUT:-1500}
 UG_VM_TIMEOUT=${UG_VM_TIMEOUT:-900}
 . "${UG_SRCDIR:-$(dirname "$0")/..}/tests/vm/lib.sh"
 
