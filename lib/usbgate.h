@@ -624,6 +624,84 @@ const char *ug_recorder_errmsg(const ug_recorder *r);
 /* ---- capture demux, proxy: sources into the recorder ---------------------- */
 
 /*
+ * The capture demultiplexer takes the events of a ug_capture and records
+ * every usbredir connection in it through a ug_recorder (borrowed; it must
+ * outlive the demux): one recorder session per connection, labelled
+ * "tcp 127.0.0.1:51234 -> 127.0.0.1:4000" (client -> server).
+ *
+ * Per connection it keeps the first bytes of each side until
+ * ug_capture_classify() decides, then hands the connection to the handler of
+ * its protocol:
+ * - raw usbredir: the usb-guest is the side whose hello version reads
+ *   "qemu usb-redir guest ..."; else the side that first sends a packet only
+ *   a usb-host sends (device_connect, interface_info, ep_info); if neither
+ *   tells, the TCP client is assumed to be the guest and the log says so.
+ *   Gaps become ug_recorder_gap(), the connection's end
+ *   ug_recorder_end_session().
+ * - TLS: reported at UG_LOG_WARNING as encrypted (UG_E_ENCRYPTED), skipped.
+ * - SPICE: reported ("SPICE: not decoded yet") and counted, skipped.
+ * - anything else: counted; a connection without a captured handshake is
+ *   mentioned at UG_LOG_INFO, since it may be usbredir that started before
+ *   the capture (see ug_capture_demux_force_port()).
+ * While undecided, at most UG_CAPTURE_DEMUX_MAX_HELD bytes per connection
+ * are held; past that the decision is made with what was seen.
+ */
+typedef struct ug_capture_demux ug_capture_demux;
+struct ug_capture_event; /* see the capture sources section below */
+
+#define UG_CAPTURE_DEMUX_MAX_HELD (256u * 1024u)
+/* The caps word QEMU 7.2 and usbredir 0.13 negotiate (bits 0..7): what a
+ * forced connection is decoded with when no caps were given. */
+#define UG_CAPTURE_DEMUX_DEFAULT_CAPS 0xffu
+
+/* Which TCP side is the usb-guest. */
+enum ug_capture_demux_guest {
+	UG_DEMUX_GUEST_AUTO = 0,    /* decide from the traffic (see above) */
+	UG_DEMUX_GUEST_CLIENT = 1,  /* the TCP client (the side that connected) */
+	UG_DEMUX_GUEST_SERVER = 2,
+};
+
+struct ug_capture_demux_stats {
+	uint64_t connections;       /* connections seen */
+	uint64_t usbredir;          /* recorded as raw usbredir */
+	uint64_t spice;             /* SPICE connections (not decoded) */
+	uint64_t tls;               /* encrypted connections, skipped */
+	uint64_t other;             /* neither usbredir, SPICE nor TLS */
+	uint64_t guest_assumed;     /* usbredir connections whose guest side was assumed */
+	uint64_t gaps;              /* gaps in recorded connections */
+	uint64_t notices;           /* capture NOTICE events */
+};
+
+ug_capture_demux *ug_capture_demux_new(ug_recorder *rec);
+/* Ends the sessions still open (see ug_capture_demux_finish()) and frees. */
+void ug_capture_demux_free(ug_capture_demux *d);
+/* Messages: decisions, assumptions, skipped connections, capture notices. */
+void ug_capture_demux_set_log(ug_capture_demux *d, ug_log_fn fn, void *user_data);
+
+/*
+ * Connections with port as either endpoint's port are raw usbredir even
+ * without a hello (a capture that starts mid-stream), decoded with caps
+ * (when caps_known is 0: UG_CAPTURE_DEMUX_DEFAULT_CAPS, said in the log) and
+ * guest as the usb-guest's side. Hellos in the stream still take
+ * precedence over caps. Up to 16 ports; UG_E_TOOBIG beyond.
+ */
+int ug_capture_demux_force_port(ug_capture_demux *d, uint16_t port, uint32_t caps,
+                                int caps_known, enum ug_capture_demux_guest guest);
+/* The usb-guest's side for every usbredir connection (default AUTO). */
+void ug_capture_demux_set_guest(ug_capture_demux *d, enum ug_capture_demux_guest guest);
+
+/* One event from ug_capture_next(). Returns 0, or the recorder's first
+ * sticky output error (the demux goes on regardless). */
+int ug_capture_demux_event(ug_capture_demux *d, const struct ug_capture_event *ev);
+/* Decides and ends every connection still open (capture stopped early). */
+int ug_capture_demux_finish(ug_capture_demux *d, uint64_t ts_ns);
+
+void ug_capture_demux_get_stats(const ug_capture_demux *d,
+                                struct ug_capture_demux_stats *ret_stats);
+/* Detail of the last failure of the demux itself ("" if none). */
+const char *ug_capture_demux_errmsg(const ug_capture_demux *d);
+
+/*
  * The proxy joins two transports: a, the usb-guest's side (e.g. QEMU's
  * chardev), and b, the usb-host's side (usbredirect, usbredirsrv). Every byte
  * one side delivers is sent to the other unchanged and in order, and only
@@ -672,7 +750,8 @@ int ug_proxy_set_watermarks(ug_proxy *p, size_t high, size_t low);
 void ug_proxy_set_flush_timeout(ug_proxy *p, unsigned ms);
 void ug_proxy_set_tap(ug_proxy *p, ug_proxy_tap_fn fn, void *user_data);
 void ug_proxy_set_closed(ug_proxy *p, ug_proxy_closed_fn fn, void *user_data);
-/* Installs the transports' callbacks; forwarding starts with the next
+/* Installs the transports' callbacks and resumes both (a caller may keep
+ * one paused until the other is connected); forwarding starts with the next
  * main-loop iteration. UG_E_STATE when called twice. */
 int ug_proxy_start(ug_proxy *p);
 /* a (UG_DIR_G2H) or b (UG_DIR_H2G); owned by p. */
