@@ -291,14 +291,19 @@ static int send_pkt(ug_emulated_device *d, const struct ug_usbredir_packet *p)
 	return ug_transport_send(d->t, d->out.data + d->out.start, need);
 }
 
-/* Sends recorded packet idx, with id replaced by the guest's. */
-static int send_recorded(ug_emulated_device *d, size_t idx, uint64_t id)
+/* Sends recorded packet idx, with id replaced by the guest's, and control
+ * IN data cut to max_in bytes. */
+static int send_recorded(ug_emulated_device *d, size_t idx, uint64_t id, uint32_t max_in)
 {
 	struct ug_recorded_packet rp;
 	uint8_t csw[13];
 
 	ug_recording_get(d->rec, idx, &rp);
 	rp.pkt.id = id;
+	if (rp.pkt.type == usb_redir_control_packet && rp.pkt.data_len > max_in) {
+		rp.pkt.data_len = max_in;
+		rp.pkt.h.control_packet.length = (uint16_t)max_in;
+	}
 	/* A bulk-only mass storage status carries the tag of its command:
 	 * answer with the guest's tag, which may differ from the recorded. */
 	if (rp.pkt.type == usb_redir_bulk_packet && rp.pkt.data_len == 13 && d->bot_tag_valid &&
@@ -452,6 +457,26 @@ static long find_match(ug_emulated_device *d, const struct ug_usbredir_packet *g
 		if (request_matches(d, gp, &rp.pkt, &diff)) {
 			*ret_reused = 1;
 			return (long)i;
+		}
+	}
+	/* A descriptor read with a shorter wLength than any recorded one (a
+	 * BIOS reads the first 8 bytes of the device descriptor, Linux all
+	 * 18) is answered as the device would: the recorded bytes, cut. */
+	if (gp->type == usb_redir_control_packet && gp->h.control_packet.request == 6 &&
+	    (gp->h.control_packet.requesttype & 0x80)) {
+		for (guint j = 0; j < k->idx->len && j < SCAN_MAX; j++) {
+			size_t i = g_array_index(k->idx, size_t, j);
+			const struct usb_redir_control_packet_header *c;
+
+			ug_recording_get(d->rec, i, &rp);
+			c = &rp.pkt.h.control_packet;
+			if (c->requesttype == gp->h.control_packet.requesttype && c->request == 6 &&
+			    c->value == gp->h.control_packet.value &&
+			    c->index == gp->h.control_packet.index &&
+			    c->length > gp->h.control_packet.length) {
+				*ret_reused = 2;
+				return (long)i;
+			}
 		}
 	}
 	return -1;
@@ -680,6 +705,14 @@ static void handle_request(ug_emulated_device *d, const struct ug_usbredir_packe
 		answer_unmatched(d, gp);
 		return;
 	}
+	if (reused == 2) {
+		/* A cut answer does not use up the recorded transfer. */
+		sum->reused++;
+		logf_(d, UG_LOG_INFO, "request %llu: %s: answered from packet %ld, cut to %u bytes",
+		      (unsigned long long)sum->requests, what, m, gp->h.control_packet.length);
+		send_recorded(d, (size_t)d->reply_of[m], gp->id, gp->h.control_packet.length);
+		return;
+	}
 	d->used[m] = 1;
 	d->anchor = (size_t)m;
 	if (reused)
@@ -704,7 +737,7 @@ static void handle_request(ug_emulated_device *d, const struct ug_usbredir_packe
 		if (gp->type == usb_redir_set_configuration)
 			d->configuration = gp->h.set_configuration.configuration;
 	}
-	send_recorded(d, (size_t)d->reply_of[m], gp->id);
+	send_recorded(d, (size_t)d->reply_of[m], gp->id, UINT32_MAX);
 	switch (gp->type) {
 	case usb_redir_start_interrupt_receiving:
 	case usb_redir_start_iso_stream:

@@ -1075,8 +1075,10 @@ int ug_replay_report_write_junit(const ug_replay_report *r, FILE *out);
  * order, preferring the transfers that follow the last one matched; when
  * none is left an already used identical one is answered again (counted as
  * reused). Strict mode requires the exact recorded global order and never
- * reuses. A request without a match gets the unmatched status (default
- * stall) and is reported. set_configuration and set_alt_setting re-send
+ * reuses. A descriptor read (GET_DESCRIPTOR) shorter than every recorded
+ * one of the same descriptor is answered with the recorded bytes cut to its
+ * wLength, as a device does (counted as reused). A request without a match
+ * gets the unmatched status (default stall) and is reported. set_configuration and set_alt_setting re-send
  * the recorded ep_info and interface_info before their status. Stream data
  * the recorded host pushed (interrupt receiving, bulk receiving, iso
  * streams) is pushed once the guest starts receiving on that endpoint, as
