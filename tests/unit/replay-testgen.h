@@ -309,3 +309,123 @@ static inline char *tg_tmpname(const char *tag)
 }
 
 #endif /* REPLAY_TESTGEN_H */
+
+/* ---- a scripted usbredir peer on a real socket, for the endpoint tests ---- */
+#include <sys/socket.h>
+
+struct tg_rx {
+	struct ug_usbredir_packet pkt;  /* data points into data below */
+	uint8_t *data;
+};
+
+struct tg_peer {
+	ug_transport *t;
+	ug_usbredir_session *s;
+	enum ug_dir rx_dir;             /* what the peer receives */
+	GArray *rx;                     /* struct tg_rx */
+	int closed;
+};
+
+static inline void tg_peer_on_data(ug_transport *t, const uint8_t *d, size_t n, void *u)
+{
+	struct tg_peer *p = u;
+	struct ug_usbredir_packet pk;
+
+	(void)t;
+	ug_usbredir_session_feed(p->s, p->rx_dir, d, n);
+	while (ug_usbredir_session_next(p->s, p->rx_dir, &pk) == 1) {
+		struct tg_rx r;
+
+		r.pkt = pk;
+		r.data = pk.data_len ? g_memdup2(pk.data, pk.data_len) : NULL;
+		r.pkt.data = r.data;
+		r.pkt.raw = NULL;
+		g_array_append_val(p->rx, r);
+	}
+}
+
+static inline void tg_peer_on_closed(ug_transport *t, int e, const char *m, void *u)
+{
+	(void)t;
+	(void)e;
+	(void)m;
+	((struct tg_peer *)u)->closed = 1;
+}
+
+/* Makes a connected socket pair: *other gets the second end as a transport
+ * for the endpoint under test; the peer keeps the first. */
+static inline void tg_peer_init(struct tg_peer *p, enum ug_dir rx_dir, ug_transport **other)
+{
+	int sv[2];
+
+	memset(p, 0, sizeof(*p));
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		abort();
+	p->t = ug_transport_socket_new(sv[0], "test peer");
+	*other = ug_transport_socket_new(sv[1], "endpoint under test");
+	p->s = ug_usbredir_session_new();
+	p->rx_dir = rx_dir;
+	p->rx = g_array_new(FALSE, FALSE, sizeof(struct tg_rx));
+	ug_transport_set_callbacks(p->t, tg_peer_on_data, tg_peer_on_closed, p);
+}
+
+static inline void tg_peer_free(struct tg_peer *p)
+{
+	for (guint i = 0; i < p->rx->len; i++)
+		g_free(g_array_index(p->rx, struct tg_rx, i).data);
+	g_array_free(p->rx, TRUE);
+	ug_transport_free(p->t);
+	ug_usbredir_session_free(p->s);
+}
+
+/* Sends a packet from the peer (its direction is !rx_dir); a hello is fed
+ * to the peer's own decoder too, so that it learns the caps. */
+static inline void tg_peer_send(struct tg_peer *p, struct ug_usbredir_packet *pk)
+{
+	uint8_t buf[70000];
+	size_t len = 0;
+	enum ug_dir tx = p->rx_dir == UG_DIR_G2H ? UG_DIR_H2G : UG_DIR_G2H;
+	struct ug_usbredir_packet dummy;
+
+	if (ug_usbredir_encode(pk->type == usb_redir_hello ? 0 : ug_usbredir_session_caps(p->s), pk,
+			       buf, sizeof(buf), &len) < 0)
+		abort();
+	ug_transport_send(p->t, buf, len);
+	if (pk->type == usb_redir_hello) {
+		ug_usbredir_session_feed(p->s, tx, buf, len);
+		while (ug_usbredir_session_next(p->s, tx, &dummy) == 1)
+			;
+	}
+}
+
+static inline void tg_peer_send_bytes(struct tg_peer *p, const void *b, size_t n)
+{
+	ug_transport_send(p->t, b, n);
+}
+
+/* Runs the default main context until the peer has received n packets (or
+ * closed), at most 3 s. Returns 1 when it got them. */
+static inline int tg_run_until(struct tg_peer *p, guint n)
+{
+	gint64 end = g_get_monotonic_time() + 3000000;
+
+	while (p->rx->len < n && !p->closed && g_get_monotonic_time() < end) {
+		if (!g_main_context_iteration(NULL, FALSE))
+			g_usleep(1000);
+	}
+	return p->rx->len >= n;
+}
+
+static inline void tg_run_ms(unsigned ms)
+{
+	gint64 end = g_get_monotonic_time() + (gint64)ms * 1000;
+
+	while (g_get_monotonic_time() < end)
+		if (!g_main_context_iteration(NULL, FALSE))
+			g_usleep(1000);
+}
+
+static inline const struct ug_usbredir_packet *tg_rx_get(struct tg_peer *p, guint i)
+{
+	return &g_array_index(p->rx, struct tg_rx, i).pkt;
+}
