@@ -57,18 +57,21 @@ static inline void tg_free(struct tg *g)
 
 static inline void tg_add(struct tg *g, int dir, struct ug_usbredir_packet *p)
 {
-	uint8_t buf[70000];
 	size_t len = 0;
 	struct tg_pkt tp;
+	uint8_t *buf;
 
 	p->dir = dir;
-	if (ug_usbredir_encode(TG_CAPS, p, buf, sizeof(buf), &len) < 0)
+	ug_usbredir_encode(TG_CAPS, p, NULL, 0, &len);
+	buf = g_malloc(len);
+	if (ug_usbredir_encode(TG_CAPS, p, buf, len, &len) < 0)
 		abort();
 	tp.dir = dir;
 	tp.start = g->s[dir]->len;
 	tp.len = (guint)len;
 	g_byte_array_append(g->s[dir], buf, (guint)len);
 	g_array_append_val(g->order, tp);
+	g_free(buf);
 }
 
 static inline void tg_hellos(struct tg *g)
