@@ -52,6 +52,7 @@ struct ug_emulated_device {
 	size_t anchor;
 	int strict;
 	enum ug_replay_pace pace;
+	unsigned stream_delay_ms;
 	uint8_t unmatched_status;
 	uint32_t max_packet;
 	ug_log_fn log;
@@ -232,6 +233,12 @@ UG_EXPORT void ug_emulated_device_set_pace(ug_emulated_device *d, enum ug_replay
 {
 	if (d)
 		d->pace = pace;
+}
+
+UG_EXPORT void ug_emulated_device_set_stream_delay(ug_emulated_device *d, unsigned ms)
+{
+	if (d)
+		d->stream_delay_ms = ms;
 }
 
 UG_EXPORT void ug_emulated_device_set_unmatched_status(ug_emulated_device *d, uint8_t status)
@@ -515,6 +522,13 @@ static long pump(ug_emulated_device *d)
 				next = 5;
 				break;
 			}
+			if (now < st->mono_base_us) {
+				long ms = (long)((st->mono_base_us - now + 999) / 1000);
+
+				if (next < 0 || ms < next)
+					next = ms;
+				break;
+			}
 			ug_recording_get(d->rec, i, &rp);
 			if (d->pace == UG_PACE_RECORDED && rp.ts_ns > st->rec_base_ns) {
 				gint64 due = st->mono_base_us +
@@ -579,7 +593,7 @@ static void start_stream(ug_emulated_device *d, uint8_t ep, long matched)
 	}
 	ug_recording_get(d->rec, from, &rp);
 	st->rec_base_ns = rp.ts_ns;
-	st->mono_base_us = g_get_monotonic_time();
+	st->mono_base_us = g_get_monotonic_time() + (gint64)d->stream_delay_ms * 1000;
 	if (d->pump_source) {
 		g_source_remove(d->pump_source);
 		d->pump_source = 0;

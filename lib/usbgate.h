@@ -1106,6 +1106,10 @@ ug_emulated_device *ug_emulated_device_new(const ug_recording *rec, const ug_rep
 void ug_emulated_device_free(ug_emulated_device *d);
 void ug_emulated_device_set_strict(ug_emulated_device *d, int strict);
 void ug_emulated_device_set_pace(ug_emulated_device *d, enum ug_replay_pace pace);
+/* Holds pushed stream data for ms after the guest starts receiving (default
+ * 0): a guest's kernel may start receiving long before the program that
+ * reads the device is there. */
+void ug_emulated_device_set_stream_delay(ug_emulated_device *d, unsigned ms);
 /* usbredir status for requests without a match (default usb_redir_stall). */
 void ug_emulated_device_set_unmatched_status(ug_emulated_device *d, uint8_t status);
 int ug_emulated_device_set_max_packet(ug_emulated_device *d, uint32_t max);

@@ -245,6 +245,7 @@ static int load(struct app *a)
 			return EXIT_RUNTIME;
 		ug_emulated_device_set_strict(a->dev, a->o.strict);
 		ug_emulated_device_set_pace(a->dev, a->o.pace);
+		ug_emulated_device_set_stream_delay(a->dev, a->o.stream_delay_ms);
 		ug_emulated_device_set_unmatched_status(a->dev, (uint8_t)a->o.unmatched_status);
 		ug_emulated_device_set_log(a->dev, log_cb, a);
 		ug_emulated_device_set_done(a->dev, done_cb, a);

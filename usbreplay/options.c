@@ -39,6 +39,8 @@ static void usage(FILE *out)
 	      "      --unmatched STATUS    answer for unmatched requests: stall (default),\n"
 	      "                            ioerror, inval, timeout, babble\n"
 	      "      --pace MODE           pushed stream data: fast (default) or recorded\n"
+	      "      --stream-delay MS     hold pushed stream data for MS after the guest\n"
+	      "                            starts receiving (default 0)\n"
 	      "      --speed SPEED         device speed: low, full, high, super (usbmon captures)\n"
 	      "      --session N           the session of a raw record to play (default: first)\n"
 	      "      --timeout MS          guest mode: wait at most MS per answer (default 10000)\n"
@@ -85,7 +87,7 @@ int options_parse(int argc, char **argv, struct options *o)
 	enum {
 		OPT_CHANNEL = 256, OPT_PWFILE, OPT_PWENV, OPT_CA, OPT_NOVERIFY, OPT_STRICT,
 		OPT_NOBOT, OPT_UNMATCHED, OPT_PACE, OPT_SPEED, OPT_SESSION, OPT_TIMEOUT,
-		OPT_MAXMEM, OPT_JSON, OPT_JUNIT,
+		OPT_MAXMEM, OPT_JSON, OPT_JUNIT, OPT_DELAY,
 	};
 	static const struct option longopts[] = {
 		{ "listen", required_argument, NULL, 'l' },
@@ -102,6 +104,7 @@ int options_parse(int argc, char **argv, struct options *o)
 		{ "no-bot-tags", no_argument, NULL, OPT_NOBOT },
 		{ "unmatched", required_argument, NULL, OPT_UNMATCHED },
 		{ "pace", required_argument, NULL, OPT_PACE },
+		{ "stream-delay", required_argument, NULL, OPT_DELAY },
 		{ "speed", required_argument, NULL, OPT_SPEED },
 		{ "session", required_argument, NULL, OPT_SESSION },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
@@ -170,6 +173,13 @@ int options_parse(int argc, char **argv, struct options *o)
 				o->pace = UG_PACE_RECORDED;
 			else
 				return bad("--pace %s: expected fast or recorded", optarg);
+			break;
+		case OPT_DELAY:
+			errno = 0;
+			v = strtoull(optarg, &end, 10);
+			if (errno || *end || end == optarg || v > 3600000)
+				return bad("--stream-delay %s: expected 0..3600000 milliseconds", optarg);
+			o->stream_delay_ms = (unsigned)v;
 			break;
 		case OPT_SPEED:
 			if (ug_recording_parse_speed(optarg, &o->speed) < 0)

@@ -28,6 +28,7 @@ struct options {
 	int bot_tags;
 	int unmatched_status;
 	int pace;                       /* enum ug_replay_pace */
+	unsigned stream_delay_ms;
 	int speed;                      /* -1: from the capture */
 	uint32_t session;
 	int channel;                    /* SPICE usbredir channel id, -1: the first */
