@@ -206,13 +206,16 @@ static void diverge_current(ug_replay_guest *g, const char *reason,
 	ug_recording_get(g->rec, i, &req);
 	ug_recording_get(g->rec, (size_t)g->reply_of[i], &ans);
 	ug_replay_describe(&req.pkt, what, sizeof(what));
-	ug_replay_report_add(g->report, req.record, g->pos + 1, what, reason, diff,
+	/* The answer's record: that is where the expected bytes are. */
+	ug_replay_report_add(g->report, ans.record ? ans.record : req.record, g->pos + 1, what,
+			     reason, diff,
 			     ug_replay_status(&ans.pkt), ug_replay_length(&ans.pkt), ans.pkt.data,
 			     ans.pkt.data_len, got ? ug_replay_status(got) : -1,
 			     got ? ug_replay_length(got) : 0, got ? got->data : NULL,
 			     got ? got->data_len : 0);
-	logf_(g, UG_LOG_WARNING, "record %llu, request %u: %s: %s",
-	      (unsigned long long)req.record, g->pos + 1, what, reason);
+	logf_(g, UG_LOG_WARNING, "record %llu (request at record %llu), request %u: %s: %s",
+	      (unsigned long long)ans.record, (unsigned long long)req.record, g->pos + 1, what,
+	      reason);
 }
 
 static gboolean timeout_cb(gpointer data)

@@ -1024,7 +1024,9 @@ void ug_replay_rules_set_bot_tags(ug_replay_rules *r, int on);
 #define UG_REPLAY_MAX_DIFF_DATA 4096u
 
 struct ug_divergence {
-	uint64_t record;        /* record number of the recorded transfer (0: none) */
+	uint64_t record;        /* record number in the capture: the recorded answer
+	                         * (guest mode) or the recorded request nearest to the
+	                         * unmatched one (device mode); 0: none */
 	uint64_t seq;           /* 1-based number of the live request */
 	char transfer[160];     /* "control_packet ep 0x80 GET_DESCRIPTOR DEVICE ... id 5" */
 	char reason[160];       /* "data differs at byte 12", "no recorded transfer matches" */

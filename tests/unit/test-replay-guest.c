@@ -159,10 +159,12 @@ static void test_changed_byte(void **state)
 	d = ug_replay_report_get(r, 0);
 	assert_string_equal(d->reason, "data differs at byte 300");
 	assert_non_null(strstr(d->transfer, "bulk_packet ep 0x81 len 4096"));
-	/* The record is the recorded request's: find it in the recording. */
+	/* The record is the recorded answer's: find it in the recording. */
 	ug_recording_get(f->rec, (size_t)d->record - 1, &rp);
+	assert_int_equal(rp.pkt.dir, UG_DIR_H2G);
 	assert_int_equal(rp.pkt.type, usb_redir_bulk_packet);
 	assert_int_equal(rp.pkt.h.bulk_packet.endpoint, 0x81);
+	assert_int_equal(rp.pkt.data_len, 4096);
 	assert_int_equal(d->exp_length, 4096);
 	assert_true(d->data_offset <= 300 && d->data_offset + d->exp_data_len > 300);
 	assert_int_equal(d->exp_data[300 - d->data_offset] ^ d->got_data[300 - d->data_offset], 0x5a);
