@@ -595,6 +595,24 @@ static void hlog(ug_usb_host *h, int level, const char *f, ...)
 	h->log_fn(level, msg, h->log_data);
 }
 
+/* libusb's own messages (some come without a context) go to the log
+ * callback of the first host, at debug level; never to stderr. */
+G_LOCK_DEFINE_STATIC(libusb_log);
+static ug_usb_host *libusb_log_host;
+
+static void LIBUSB_CALL forward_libusb_log(libusb_context *ctx, enum libusb_log_level level,
+                                      const char *str)
+{
+	size_t len = strlen(str);
+
+	while (len > 0 && (str[len - 1] == '\n' || str[len - 1] == '\r'))
+		len--;
+	G_LOCK(libusb_log);
+	if (libusb_log_host)
+		hlog(libusb_log_host, UG_LOG_DEBUG, "%.*s", (int)len, str);
+	G_UNLOCK(libusb_log);
+}
+
 static void bridge_device_arrived(ug_device_bridge *b, libusb_device *dev);
 static void bridge_device_left(ug_device_bridge *b, libusb_device *dev);
 
@@ -689,6 +707,12 @@ UG_EXPORT ug_usb_host *ug_usb_host_new(char *errbuf, size_t errbuf_size)
 		    libusb_strerror(r));
 		return h;
 	}
+	G_LOCK(libusb_log);
+	if (!libusb_log_host)
+		libusb_log_host = h;
+	G_UNLOCK(libusb_log);
+	libusb_set_log_cb(NULL, forward_libusb_log, LIBUSB_LOG_CB_GLOBAL);
+	libusb_set_log_cb(h->ctx, forward_libusb_log, LIBUSB_LOG_CB_CONTEXT);
 	libusb_set_option(h->ctx, LIBUSB_OPTION_LOG_LEVEL, LIBUSB_LOG_LEVEL_NONE);
 	if (libusb_has_capability(LIBUSB_CAP_HAS_HOTPLUG)) {
 		r = libusb_hotplug_register_callback(h->ctx,
@@ -817,6 +841,10 @@ UG_EXPORT void ug_usb_host_free(ug_usb_host *h)
 	g_list_free(h->bridges);
 	if (h->ctx)
 		libusb_exit(h->ctx);
+	G_LOCK(libusb_log);
+	if (libusb_log_host == h)
+		libusb_log_host = NULL;
+	G_UNLOCK(libusb_log);
 	g_mutex_clear(&h->qlock);
 	g_main_context_unref(h->main_ctx);
 	free(h);
@@ -893,15 +921,19 @@ static int rh_write(void *priv, uint8_t *data, int count)
 	ug_device_bridge *b = priv;
 	int r;
 
-	if (!b->t || count <= 0)
-		return count;
-	r = ug_transport_send(b->t, data, (size_t)count);
-	if (r == UG_E_TOOBIG) {
-		/* Leave it in usbredirhost's queue; the poll retries. */
-		bridge_update_backpressure(b);
-		return 0;
+	/* With usbredirhost_fl_write_cb_owns_buffer we own data once we return
+	 * count, and must accept a packet whole or not at all. */
+	if (b->t && count > 0) {
+		r = ug_transport_send(b->t, data, (size_t)count);
+		if (r == UG_E_TOOBIG) {
+			/* Leave it in usbredirhost's queue; the poll retries. */
+			bridge_update_backpressure(b);
+			return 0;
+		}
 	}
-	/* After UG_E_CLOSED the closed callback ends the session; drop the bytes. */
+	/* Sent, or dropped after UG_E_CLOSED: the closed callback ends the session. */
+	if (b->rh)
+		usbredirhost_free_write_buffer(b->rh, data);
 	return count;
 }
 
@@ -1232,7 +1264,7 @@ UG_EXPORT int ug_device_bridge_attach(ug_device_bridge *b, ug_transport *t)
 	 * that a device usbredirhost cannot claim still leaves a working session. */
 	b->rh = usbredirhost_open_full(b->h->ctx, NULL, rh_log, rh_read, rh_write, rh_flush,
 	                               lock_alloc, lock_lock, lock_unlock, lock_free, b, version,
-	                               verbose_of[v], 0);
+	                               verbose_of[v], usbredirhost_fl_write_cb_owns_buffer);
 	if (!b->rh) {
 		ug_errmsg_set(b->err, UG_E_USB, "%s: usbredirhost could not start for %s", b->name,
 		              ug_transport_describe(t));

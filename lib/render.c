@@ -7,28 +7,12 @@
 
 #include "common.h"
 
-/* Names of packet types, indexed by type (data packets from 100). */
-static const char *const control_names[] = {
-	"hello", "device_connect", "device_disconnect", "reset", "interface_info", "ep_info",
-	"set_configuration", "get_configuration", "configuration_status", "set_alt_setting",
-	"get_alt_setting", "alt_setting_status", "start_iso_stream", "stop_iso_stream",
-	"iso_stream_status", "start_interrupt_receiving", "stop_interrupt_receiving",
-	"interrupt_receiving_status", "alloc_bulk_streams", "free_bulk_streams",
-	"bulk_streams_status", "cancel_data_packet", "filter_reject", "filter_filter",
-	"device_disconnect_ack", "start_bulk_receiving", "stop_bulk_receiving",
-	"bulk_receiving_status",
-};
-static const char *const data_names[] = {
-	"control_packet", "bulk_packet", "iso_packet", "interrupt_packet", "buffered_bulk_packet",
-};
-
+/* The codec names the packet types; unknown ones are "unknown" here. */
 static const char *type_name(uint32_t type)
 {
-	if (type < UG_NELEMS(control_names))
-		return control_names[type];
-	if (type >= 100 && type - 100 < UG_NELEMS(data_names))
-		return data_names[type - 100];
-	return "unknown";
+	const char *n = ug_usbredir_type_name(type);
+
+	return n ? n : "unknown";
 }
 
 UG_EXPORT const char *ug_render_status_name(uint32_t status)
@@ -130,6 +114,8 @@ UG_EXPORT int ug_render_setup(char *buf, size_t size, const uint8_t setup[8])
 		case 0x07: { /* SET_DESCRIPTOR */
 			const char *d = descriptor_name((uint8_t)(value >> 8));
 
+			if (d && (value & 0xff) == 0 && index == 0)
+				return snprintf(buf, size, "%s %s len %u", name, d, length);
 			if (d)
 				return snprintf(buf, size, "%s %s index %u lang 0x%04x len %u", name,
 				                d, value & 0xff, index, length);
@@ -224,13 +210,27 @@ static void fx(struct out *o, const char *name, uint64_t v, int width)
 	end(o);
 }
 
+/* Peer-supplied strings in the text forms: printable ASCII as is, the rest
+ * as \xNN, so that a hostile version string cannot move the terminal. */
+static void text_string(FILE *f, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c >= 0x7f || c == '\\')
+			fprintf(f, "\\x%02x", c);
+		else
+			fputc(c, f);
+	}
+}
+
 static void fs(struct out *o, const char *name, const char *s, size_t n)
 {
 	key(o, name);
 	if (o->format == UG_RENDER_JSON)
 		json_string(o->f, s, n);
 	else
-		fprintf(o->f, "%.*s", (int)n, s);
+		text_string(o->f, s, n);
 	end(o);
 }
 
@@ -445,7 +445,8 @@ static void fields(struct out *o, const struct ug_usbredir_packet *pkt)
 		fu(o, "status_code", h->bulk_receiving_status.status);
 		break;
 	case usb_redir_filter_filter:
-		fs(o, "filter", (const char *)pkt->data, pkt->data_len ? strnlen((const char *)pkt->data, pkt->data_len) : 0);
+		fs(o, "filter", pkt->data ? (const char *)pkt->data : "",
+		   pkt->data ? strnlen((const char *)pkt->data, pkt->data_len) : 0);
 		break;
 	case usb_redir_control_packet: {
 		const struct usb_redir_control_packet_header *c = &h->control_packet;
@@ -515,8 +516,9 @@ static void summary(FILE *f, uint64_t ts_ns, uint32_t session, const struct ug_u
 	}
 	switch (pkt->type) {
 	case usb_redir_hello:
-		fprintf(f, " \"%.*s\" caps 0x%08x", (int)strnlen(h->hello.version, 64),
-		        h->hello.version, h->hello.caps_count ? h->hello.caps[0] : 0);
+		fputs(" \"", f);
+		text_string(f, h->hello.version, strnlen(h->hello.version, 64));
+		fprintf(f, "\" caps 0x%08x", h->hello.caps_count ? h->hello.caps[0] : 0);
 		break;
 	case usb_redir_device_connect:
 		fprintf(f, " %04x:%04x %s speed class 0x%02x bcd 0x%04x",
@@ -609,7 +611,7 @@ static void summary(FILE *f, uint64_t ts_ns, uint32_t session, const struct ug_u
 		fprintf(f, " ep 0x%02x", h->control_packet.endpoint);
 		if (h2g)
 			fprintf(f, " status %s", ug_render_status_name(h->control_packet.status));
-		fprintf(f, " len %u data %" PRIu32 " %s", h->control_packet.length, pkt->data_len, s);
+		fprintf(f, " data %" PRIu32 " %s", pkt->data_len, s);
 		break;
 	}
 	case usb_redir_bulk_packet:
@@ -637,8 +639,11 @@ static void summary(FILE *f, uint64_t ts_ns, uint32_t session, const struct ug_u
 		        h->buffered_bulk_packet.stream_id);
 		break;
 	case usb_redir_filter_filter:
-		fprintf(f, " \"%.*s\"", (int)(pkt->data_len ? strnlen((const char *)pkt->data, pkt->data_len) : 0),
-		        pkt->data_len ? (const char *)pkt->data : "");
+		fputs(" \"", f);
+		if (pkt->data)
+			text_string(f, (const char *)pkt->data,
+			            strnlen((const char *)pkt->data, pkt->data_len));
+		fputc('"', f);
 		break;
 	default:
 		break;
@@ -660,7 +665,7 @@ UG_EXPORT int ug_render_packet(FILE *f, enum ug_render_format format, uint64_t t
 	case UG_RENDER_VERBOSE:
 		summary(f, ts_ns, session, pkt);
 		fu(&o, "type", pkt->type);
-		fu(&o, "length", pkt->length);
+		fu(&o, "packet_length", pkt->length);
 		fu(&o, "id", pkt->id);
 		fu(&o, "offset", pkt->offset);
 		fields(&o, pkt);
@@ -676,7 +681,7 @@ UG_EXPORT int ug_render_packet(FILE *f, enum ug_render_format format, uint64_t t
 		fstr(&o, "dir", pkt->dir == UG_DIR_H2G ? "h2g" : "g2h");
 		fstr(&o, "type", pkt->known ? type_name(pkt->type) : "unknown");
 		fu(&o, "type_num", pkt->type);
-		fu(&o, "length", pkt->length);
+		fu(&o, "packet_length", pkt->length);
 		fu(&o, "id", pkt->id);
 		fu(&o, "offset", pkt->offset);
 		fields(&o, pkt);

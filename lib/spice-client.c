@@ -84,13 +84,15 @@ int ug_spice_uri_parse(const char *uri, struct ug_spice_uri *ret, char *err)
 	} else if (strncmp(uri, "spice+unix://", 13) == 0) {
 		p = uri + 13;
 		if (*p != '/')
-			return ug_errmsg_set(err, UG_E_INVAL,
-			                     "spice+unix URI needs an absolute path: spice+unix:///PATH");
+			return ug_errmsg_set(
+			        err, UG_E_INVAL,
+			        "spice+unix URI needs an absolute path: spice+unix:///PATH");
 		if (strchr(p, '?'))
 			return ug_errmsg_set(err, UG_E_INVAL, "spice+unix URI takes no query");
 		if (strlen(p) >= sizeof(u.path))
-			return ug_errmsg_set(err, UG_E_INVAL, "unix socket path of %zu bytes, limit %zu",
-			                     strlen(p), sizeof(u.path) - 1);
+			return ug_errmsg_set(err, UG_E_INVAL,
+			                     "unix socket path of %zu bytes, limit %zu", strlen(p),
+			                     sizeof(u.path) - 1);
 		strcpy(u.path, p);
 		u.is_unix = 1;
 		*ret = u;
@@ -128,7 +130,8 @@ int ug_spice_uri_parse(const char *uri, struct ug_spice_uri *ret, char *err)
 	if (memchr(u.host, '/', strlen(u.host)) || memchr(u.host, '@', strlen(u.host)))
 		return ug_errmsg_set(err, UG_E_INVAL, "host \"%.64s\" is not a host name", u.host);
 	if (p < end && *p == ':') {
-		r = parse_port(p + 1, (size_t)(end - p - 1), tls ? &u.tls_port : &u.port, err, "URI port");
+		r = parse_port(p + 1, (size_t)(end - p - 1), tls ? &u.tls_port : &u.port, err,
+		               "URI port");
 		if (r < 0)
 			return r;
 	}
@@ -149,9 +152,10 @@ int ug_spice_uri_parse(const char *uri, struct ug_spice_uri *ret, char *err)
 			r = parse_port(eq + 1, len - 9, &u.tls_port, err, "tls-port=");
 		} else if ((size_t)(eq - kv) == 8 && strncmp(kv, "password", 8) == 0) {
 			/* The value is not repeated: it would end up in logs. */
-			return ug_errmsg_set(err, UG_E_INVAL,
-			                     "a password in the URI is refused (it would be visible "
-			                     "in the process list): use a password file or variable");
+			return ug_errmsg_set(
+			        err, UG_E_INVAL,
+			        "a password in the URI is refused (it would be visible "
+			        "in the process list): use a password file or variable");
 		} else {
 			return ug_errmsg_set(err, UG_E_INVAL,
 			                     "unknown query key \"%.*s\" (known: port, tls-port)",
@@ -189,7 +193,8 @@ int ug_spice_password_from_file(const char *path, char pw[UG_SPICE_PASSWORD_SIZE
 
 	f = fopen(path, "rb");
 	if (!f)
-		return ug_errmsg_set(err, UG_E_IO, "password file %.128s: %s", path, strerror(errno));
+		return ug_errmsg_set(err, UG_E_IO, "password file %.128s: %s", path,
+		                     strerror(errno));
 	n = fread(buf, 1, sizeof(buf), f);
 	if (ferror(f)) {
 		fclose(f);
@@ -217,7 +222,8 @@ int ug_spice_password_from_env(const char *name, char pw[UG_SPICE_PASSWORD_SIZE]
 	const char *v = getenv(name);
 
 	if (!v)
-		return ug_errmsg_set(err, UG_E_NOTFOUND, "environment variable %.64s is not set", name);
+		return ug_errmsg_set(err, UG_E_NOTFOUND, "environment variable %.64s is not set",
+		                     name);
 	return password_set(v, strlen(v), pw, err, "the environment");
 }
 
@@ -250,7 +256,8 @@ int ug_spice_ticket_encrypt(const uint8_t *pubkey_der, size_t len, const char *p
 	if (!key)
 		return ug_errmsg_set(err, UG_E_PROTO, "server's public key does not parse: %s",
 		                     ssl_err());
-	if (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA || EVP_PKEY_get_size(key) != UG_SPICE_TICKET_SIZE) {
+	if (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA ||
+	    EVP_PKEY_get_size(key) != UG_SPICE_TICKET_SIZE) {
 		r = ug_errmsg_set(err, UG_E_PROTO, "server's key is not RSA-1024 (%d bytes)",
 		                  EVP_PKEY_get_size(key));
 		goto out;
@@ -314,8 +321,10 @@ struct conn {
 	SSL *ssl;
 	int tls;
 	int paused;
-	int ssl_wants_write;
+	int ssl_wants_write;    /* the last handshake step or SSL_read needs to write */
 	int connect_err;        /* errno of a connect() that failed at once */
+	GSource *timer;         /* bounds the link phase */
+	int saw_disconnecting;  /* the server announced its close */
 	GSource *src;
 	struct addrinfo *ai_list, *ai_next;
 	ug_spice_dec *dec;
@@ -363,6 +372,7 @@ struct ug_spice_client {
 	uint8_t known[256 / 8]; /* usbredir ids announced in this session */
 	uint32_t secure_types;  /* channel types the server wants over TLS */
 	struct spice_usbredir *channels;
+	unsigned link_timeout_ms;
 	int busy;
 	int doomed;
 	char err[UG_ERRMSG_SIZE];
@@ -437,9 +447,19 @@ static void conn_update_watch(struct conn *k)
 }
 
 /* Stops all I/O and forgets the connection's state; the conn can start again. */
+static void conn_stop_timer(struct conn *k)
+{
+	if (k->timer) {
+		g_source_destroy(k->timer);
+		g_source_unref(k->timer);
+		k->timer = NULL;
+	}
+}
+
 static void conn_reset(struct conn *k)
 {
 	k->gen++;
+	conn_stop_timer(k);
 	if (k->src) {
 		g_source_destroy(k->src);
 		g_source_unref(k->src);
@@ -465,6 +485,7 @@ static void conn_reset(struct conn *k)
 	k->serial = 0;
 	k->ack_window = k->ack_left = 0;
 	k->ssl_wants_write = 0;
+	k->saw_disconnecting = 0;
 	memset(&k->server_caps, 0, sizeof(k->server_caps));
 }
 
@@ -509,6 +530,55 @@ static int conn_queue_msg(struct conn *k, uint16_t type, const void *body, size_
 
 static int conn_start_socket(struct conn *k);
 
+static gboolean conn_timeout(gpointer data)
+{
+	struct conn *k = data;
+	static const char *const phase[] = {
+		[CONN_IDLE] = "idle",
+		[CONN_CONNECTING] = "connecting",
+		[CONN_HANDSHAKE] = "in the TLS handshake",
+		[CONN_LINK_REPLY] = "waiting for the link reply",
+		[CONN_LINK_RESULT] = "waiting for the link result",
+		[CONN_READY] = "waiting for the session (MAIN_INIT)",
+	};
+	char name[64];
+	ug_spice_client *c = k->c;
+	unsigned ms = c ? c->link_timeout_ms : 0;
+
+	/* conn_fail() destroys this source; GLib keeps it alive until we return. */
+	g_source_unref(k->timer);
+	k->timer = NULL;
+	k->busy++;
+	if (c)
+		c->busy++;
+	conn_fail(k, UG_E_TIMEOUT, "%s: %s: no progress within %u ms (%s)",
+	          conn_name(k, name, sizeof(name)), k->peer, ms, phase[k->state]);
+	k->busy--;
+	if (k->doomed && k->busy == 0)
+		k->free_fn(k);
+	if (c) {
+		c->busy--;
+		if (c->doomed && c->busy == 0) {
+			c->doomed = 0;
+			ug_spice_client_free(c);
+		}
+	}
+	return G_SOURCE_REMOVE;
+}
+
+/* Connect, TLS and link must finish in time: a silent peer must not hang the caller. */
+static void conn_start_timer(struct conn *k)
+{
+	ug_spice_client *c = k->c;
+
+	conn_stop_timer(k);
+	if (!c || c->link_timeout_ms == 0)
+		return;
+	k->timer = g_timeout_source_new(c->link_timeout_ms);
+	g_source_set_callback(k->timer, conn_timeout, k, NULL);
+	g_source_attach(k->timer, g_main_context_get_thread_default());
+}
+
 static int conn_start(struct conn *k, int tls)
 {
 	ug_spice_client *c = k->c;
@@ -521,6 +591,7 @@ static int conn_start(struct conn *k, int tls)
 	k->dec = ug_spice_dec_new(UG_SPICE_UNIT_LINK, 0);
 	if (!k->dec)
 		return UG_E_NOMEM;
+	conn_start_timer(k);
 	if (c->uri.is_unix) {
 		snprintf(k->peer, sizeof(k->peer), "%s", c->uri.path);
 		return conn_start_socket(k);
@@ -557,7 +628,8 @@ static int conn_start_socket(struct conn *k)
 		domain = AF_UNIX;
 	} else {
 		if (!k->ai_next)
-			return ug_errmsg_set(c->err, UG_E_IO, "%s: no address left to try", k->peer);
+			return ug_errmsg_set(c->err, UG_E_IO, "%s: no address left to try",
+			                     k->peer);
 		sa = k->ai_next->ai_addr;
 		salen = k->ai_next->ai_addrlen;
 		domain = k->ai_next->ai_family;
@@ -603,12 +675,13 @@ static int ssl_ctx_setup(ug_spice_client *c)
 	if (!c->ssl_ctx)
 		return ug_errmsg_set(c->err, UG_E_TLS, "TLS setup failed: %s", ssl_err());
 	SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION);
-	SSL_CTX_set_mode(c->ssl_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
+	SSL_CTX_set_mode(c->ssl_ctx,
+	                 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
 	if (c->verify && !c->pinned) {
 		if (c->ca_file) {
 			if (SSL_CTX_load_verify_locations(c->ssl_ctx, c->ca_file, NULL) != 1)
-				return ug_errmsg_set(c->err, UG_E_TLS, "CA file %.128s: %s", c->ca_file,
-				                     ssl_err());
+				return ug_errmsg_set(c->err, UG_E_TLS, "CA file %.128s: %s",
+				                     c->ca_file, ssl_err());
 		} else if (SSL_CTX_set_default_verify_paths(c->ssl_ctx) != 1) {
 			return ug_errmsg_set(c->err, UG_E_TLS, "system CA store: %s", ssl_err());
 		}
@@ -631,7 +704,8 @@ static int conn_tls_begin(struct conn *k)
 	k->ssl = SSL_new(c->ssl_ctx);
 	if (!k->ssl || SSL_set_fd(k->ssl, k->fd) != 1)
 		return ug_errmsg_set(c->err, UG_E_TLS, "TLS setup failed: %s", ssl_err());
-	is_ip = inet_pton(AF_INET, c->uri.host, &a4) == 1 || inet_pton(AF_INET6, c->uri.host, &a6) == 1;
+	is_ip = inet_pton(AF_INET, c->uri.host, &a4) == 1 ||
+	        inet_pton(AF_INET6, c->uri.host, &a6) == 1;
 	if (!c->uri.is_unix && !is_ip)
 		SSL_set_tlsext_host_name(k->ssl, c->uri.host);
 	if (c->verify && !c->pinned && !c->host_subject && !c->uri.is_unix) {
@@ -640,7 +714,8 @@ static int conn_tls_begin(struct conn *k)
 		               : X509_VERIFY_PARAM_set1_host(vp, c->uri.host, 0);
 
 		if (ok != 1)
-			return ug_errmsg_set(c->err, UG_E_TLS, "TLS host check setup failed: %s", ssl_err());
+			return ug_errmsg_set(c->err, UG_E_TLS, "TLS host check setup failed: %s",
+			                     ssl_err());
 	}
 	SSL_set_connect_state(k->ssl);
 	k->state = CONN_HANDSHAKE;
@@ -666,8 +741,8 @@ static int subject_matches(X509 *cert, const char *want, char *why, size_t whysi
 			goto out;
 		}
 		*eq = '\0';
-		if (!X509_NAME_add_entry_by_txt(exp, tok, MBSTRING_UTF8, (unsigned char *)eq + 1, -1,
-		                                -1, 0)) {
+		if (!X509_NAME_add_entry_by_txt(exp, tok, MBSTRING_UTF8, (unsigned char *)eq + 1,
+		                                -1, -1, 0)) {
 			snprintf(why, whysize, "host subject key \"%.40s\" is unknown", tok);
 			goto out;
 		}
@@ -677,8 +752,8 @@ static int subject_matches(X509 *cert, const char *want, char *why, size_t whysi
 		char got[128];
 
 		X509_NAME_oneline(name, got, sizeof(got));
-		snprintf(why, whysize, "certificate subject %s does not match the expected host subject",
-		         got);
+		snprintf(why, whysize,
+		         "certificate subject %s does not match the expected host subject", got);
 	}
 out:
 	free(dup);
@@ -698,9 +773,10 @@ static int conn_tls_check_peer(struct conn *k)
 		return ug_errmsg_set(c->err, UG_E_TLS, "%s: server sent no certificate", k->peer);
 	if (c->pinned) {
 		if (EVP_PKEY_eq(X509_get0_pubkey(cert), c->pinned) != 1)
-			r = ug_errmsg_set(c->err, UG_E_TLS,
-			                  "%s: the server's public key does not match the pinned key",
-			                  k->peer);
+			r = ug_errmsg_set(
+			        c->err, UG_E_TLS,
+			        "%s: the server's public key does not match the pinned key",
+			        k->peer);
 	} else if (c->verify && c->host_subject) {
 		if (!subject_matches(cert, c->host_subject, why, sizeof(why)))
 			r = ug_errmsg_set(c->err, UG_E_TLS, "%s: %s", k->peer, why);
@@ -720,7 +796,8 @@ static void conn_send_link(struct conn *k)
 	m.connection_id = k->type == SPICE_CHANNEL_MAIN ? 0 : c->session_id;
 	m.channel_type = k->type;
 	m.channel_id = k->id;
-	ug_spice_cap_set(m.caps.common, &m.caps.num_common, SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION);
+	ug_spice_cap_set(m.caps.common, &m.caps.num_common,
+	                 SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION);
 	ug_spice_cap_set(m.caps.common, &m.caps.num_common, SPICE_COMMON_CAP_AUTH_SPICE);
 	ug_spice_cap_set(m.caps.common, &m.caps.num_common, SPICE_COMMON_CAP_MINI_HEADER);
 	if (k->type == SPICE_CHANNEL_USBREDIR)
@@ -771,8 +848,9 @@ static void conn_on_link_reply(struct conn *k, const struct ug_spice_unit *u)
 
 	conn_name(k, name, sizeof(name));
 	if (u->link.major != SPICE_VERSION_MAJOR) {
-		conn_fail(k, UG_E_UNSUPPORTED, "%s: server speaks SPICE %u.%u, this client %u.%u", name,
-		          u->link.major, u->link.minor, SPICE_VERSION_MAJOR, SPICE_VERSION_MINOR);
+		conn_fail(k, UG_E_UNSUPPORTED, "%s: server speaks SPICE %u.%u, this client %u.%u",
+		          name, u->link.major, u->link.minor, SPICE_VERSION_MAJOR,
+		          SPICE_VERSION_MINOR);
 		return;
 	}
 	r = ug_spice_link_reply_decode(u->body, u->size, &rep, c->err);
@@ -799,11 +877,14 @@ static void conn_on_link_reply(struct conn *k, const struct ug_spice_unit *u)
 	k->server_caps = rep.caps;
 	if (ug_spice_cap_test(rep.caps.common, rep.caps.num_common,
 	                      SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION)) {
-		if (!ug_spice_cap_test(rep.caps.common, rep.caps.num_common, SPICE_COMMON_CAP_AUTH_SPICE) &&
-		    ug_spice_cap_test(rep.caps.common, rep.caps.num_common, SPICE_COMMON_CAP_AUTH_SASL)) {
+		if (!ug_spice_cap_test(rep.caps.common, rep.caps.num_common,
+		                       SPICE_COMMON_CAP_AUTH_SPICE) &&
+		    ug_spice_cap_test(rep.caps.common, rep.caps.num_common,
+		                      SPICE_COMMON_CAP_AUTH_SASL)) {
 			conn_fail(k, UG_E_UNSUPPORTED,
-			          "%s: the server accepts SASL authentication only, which this client "
-			          "does not support (configure the VM with a SPICE password)", name);
+			          "%s: the server accepts SASL authentication only, which this "
+			          "client does not support (give the VM a SPICE password)",
+			          name);
 			return;
 		}
 		ug_put_le32(mech, SPICE_COMMON_CAP_AUTH_SPICE);
@@ -815,7 +896,8 @@ static void conn_on_link_reply(struct conn *k, const struct ug_spice_unit *u)
 		return;
 	}
 	conn_queue(k, ticket, sizeof(ticket));
-	k->mini = ug_spice_cap_test(rep.caps.common, rep.caps.num_common, SPICE_COMMON_CAP_MINI_HEADER);
+	k->mini = ug_spice_cap_test(rep.caps.common, rep.caps.num_common,
+	                            SPICE_COMMON_CAP_MINI_HEADER);
 	k->state = CONN_LINK_RESULT;
 	ug_spice_dec_expect(k->dec, UG_SPICE_UNIT_FIXED, 4);
 }
@@ -847,6 +929,9 @@ static void conn_on_link_result(struct conn *k, const struct ug_spice_unit *u)
 	}
 	ug_spice_dec_expect(k->dec, k->mini ? UG_SPICE_UNIT_MINI : UG_SPICE_UNIT_FULL, 0);
 	k->state = CONN_READY;
+	/* The main channel's timer runs on until MAIN_INIT: the session is not up yet. */
+	if (k->type != SPICE_CHANNEL_MAIN)
+		conn_stop_timer(k);
 	logf_(c, UG_LOG_DEBUG, "%s: linked (%s header)", name, k->mini ? "mini" : "full");
 	k->ops->ready(k);
 }
@@ -866,7 +951,8 @@ static int conn_common_message(struct conn *k, const struct ug_spice_unit *u, in
 
 		*ret = ug_spice_ping_decode(u->body, u->size, &p, err);
 		if (*ret == 0)
-			*ret = conn_queue_msg(k, SPICE_MSGC_PONG, b, ug_spice_pong_encode(p.id, p.timestamp, b));
+			*ret = conn_queue_msg(k, SPICE_MSGC_PONG, b,
+			                      ug_spice_pong_encode(p.id, p.timestamp, b));
 		return 1;
 	}
 	case SPICE_MSG_SET_ACK: {
@@ -887,12 +973,14 @@ static int conn_common_message(struct conn *k, const struct ug_spice_unit *u, in
 		if (ug_spice_notify_decode(u->body, u->size, &n, err) == 0)
 			logf_(c, n.severity < 3 ? levels[n.severity] : UG_LOG_WARNING,
 			      "%s: server notice: %.*s", name,
-			      (int)(n.message_len > 300 ? 300 : n.message_len), (const char *)n.message);
+			      (int)(n.message_len > 300 ? 300 : n.message_len),
+			      (const char *)n.message);
 		return 1;
 	}
 	case SPICE_MSG_DISCONNECTING: {
 		struct ug_spice_disconnecting d;
 
+		k->saw_disconnecting = 1;
 		if (ug_spice_disconnecting_decode(u->body, u->size, &d, err) == 0)
 			logf_(c, UG_LOG_INFO, "%s: server is disconnecting: %s", name,
 			      ug_spice_link_error_str(d.reason));
@@ -965,8 +1053,8 @@ static void conn_feed(struct conn *k, const uint8_t *p, size_t n)
 		case CONN_READY:
 			r = conn_handle_message(k, &u);
 			if (r < 0 && k->gen == gen) {
-				conn_fail(k, r, "%s: message type %u: %s", conn_name(k, name, sizeof(name)),
-				          u.type, k->err);
+				conn_fail(k, r, "%s: message type %u: %s",
+				          conn_name(k, name, sizeof(name)), u.type, k->err);
 				return;
 			}
 			break;
@@ -988,14 +1076,23 @@ static void conn_closed_by_peer(struct conn *k, int error, const char *why)
 		          "the channel is busy, or not a SPICE server", name, k->peer);
 		break;
 	case CONN_LINK_RESULT:
-		conn_fail(k, UG_E_AUTH, "%s: %s closed the connection after the ticket", name, k->peer);
+		conn_fail(k, UG_E_AUTH, "%s: %s closed the connection after the ticket", name,
+		          k->peer);
 		break;
 	case CONN_HANDSHAKE:
 		conn_fail(k, UG_E_TLS, "%s: %s closed the connection during the TLS handshake%s%s",
 		          name, k->peer, why ? ": " : "", why ? why : "");
 		break;
 	default:
-		conn_fail(k, error, "%s: %s %s", name, k->peer, why ? why : "closed the connection");
+		/*
+		 * A main channel that closes unannounced means the server went away
+		 * (VM stopped, killed, or another client took over): a failure for the
+		 * caller, unlike a usbredir channel closing because its device left.
+		 */
+		if (!error && k->type == SPICE_CHANNEL_MAIN && !k->saw_disconnecting)
+			error = UG_E_CLOSED;
+		conn_fail(k, error, "%s: %s %s", name, k->peer,
+		          why ? why : "closed the connection");
 		break;
 	}
 }
@@ -1056,7 +1153,8 @@ static void conn_do_handshake(struct conn *k)
 		return;
 	}
 	conn_fail(k, UG_E_TLS, "%s: %s: TLS handshake failed: %s", name, k->peer,
-	          e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 ? "connection closed" : ssl_err());
+	          e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 ? "connection closed"
+	                                                          : ssl_err());
 }
 
 /* Writes what is queued; returns 0, or a negative code after conn_fail(). */
@@ -1074,10 +1172,10 @@ static int conn_write(struct conn *k)
 
 			if (r <= 0) {
 				e = SSL_get_error(k->ssl, r);
-				if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-					k->ssl_wants_write = e == SSL_ERROR_WANT_WRITE;
+				/* The queue being non-empty keeps G_IO_OUT on; reads go on anyway.
+				 */
+				if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
 					break;
-				}
 				conn_fail(k, UG_E_TLS, "%s: %s: TLS write failed: %s",
 				          conn_name(k, name, sizeof(name)), k->peer, ssl_err());
 				return UG_E_TLS;
@@ -1088,8 +1186,9 @@ static int conn_write(struct conn *k)
 			if (w < 0) {
 				if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 					break;
-				conn_fail(k, UG_E_IO, "%s: %s: write: %s", conn_name(k, name, sizeof(name)),
-				          k->peer, strerror(errno));
+				conn_fail(k, UG_E_IO, "%s: %s: write: %s",
+				          conn_name(k, name, sizeof(name)), k->peer,
+				          strerror(errno));
 				return UG_E_IO;
 			}
 		}
@@ -1106,6 +1205,7 @@ static int conn_read(struct conn *k)
 	unsigned gen = k->gen;
 	int r = 0;
 
+	k->ssl_wants_write = 0;
 	for (int i = 0; i < READS_PER_DISPATCH && k->gen == gen; i++) {
 		ssize_t n;
 
@@ -1152,7 +1252,8 @@ static int conn_read(struct conn *k)
 			break;
 	}
 	/* TLS may hold decrypted bytes the socket no longer signals: come back for them. */
-	if (k->gen == gen && k->ssl && SSL_pending(k->ssl) > 0 && !(k->paused && k->state == CONN_READY))
+	if (k->gen == gen && k->ssl && SSL_pending(k->ssl) > 0 &&
+	    !(k->paused && k->state == CONN_READY))
 		g_source_set_ready_time(k->src, 0);
 	g_free(buf);
 	return r;
@@ -1230,14 +1331,15 @@ static void ch_detach(struct spice_usbredir *ch)
 static int ch_flush_plain(struct spice_usbredir *ch)
 {
 	struct conn *k = &ch->k;
-	int lz4 = ch->lz4_local && ug_spice_cap_test(k->server_caps.channel, k->server_caps.num_channel,
-	                                             SPICE_SPICEVMC_CAP_DATA_COMPRESS_LZ4);
+	int lz4 = ch->lz4_local &&
+	          ug_spice_cap_test(k->server_caps.channel, k->server_caps.num_channel,
+	                            SPICE_SPICEVMC_CAP_DATA_COMPRESS_LZ4);
 	int r;
 
 	if (ch->plain.len == 0)
 		return 0;
-	r = ug_spice_vmc_append(&k->out, k->mini, &k->serial, lz4, VMC_CHUNK, ug_buf_peek(&ch->plain),
-	                        ch->plain.len);
+	r = ug_spice_vmc_append(&k->out, k->mini, &k->serial, lz4, VMC_CHUNK,
+	                        ug_buf_peek(&ch->plain), ch->plain.len);
 	if (r == 0) {
 		ug_buf_reset(&ch->plain);
 		conn_update_watch(k);
@@ -1252,7 +1354,9 @@ static void ch_ready(struct conn *k)
 	ch->was_ready = 1;
 	logf_(k->c, UG_LOG_INFO, "usbredir channel %u: linked%s", k->id,
 	      ug_spice_cap_test(k->server_caps.channel, k->server_caps.num_channel,
-	                        SPICE_SPICEVMC_CAP_DATA_COMPRESS_LZ4) ? ", server accepts LZ4" : "");
+	                        SPICE_SPICEVMC_CAP_DATA_COMPRESS_LZ4)
+	              ? ", server accepts LZ4"
+	              : "");
 	if (ch_flush_plain(ch) < 0)
 		conn_fail(k, UG_E_NOMEM, "usbredir channel %u: cannot queue %zu bytes", k->id,
 		          ch->plain.len);
@@ -1261,25 +1365,20 @@ static void ch_ready(struct conn *k)
 static int ch_message(struct conn *k, const struct ug_spice_unit *u)
 {
 	struct spice_usbredir *ch = ch_of_conn(k);
+	const uint8_t *data;
+	size_t len;
 	int r;
 
-	switch (u->type) {
-	case SPICE_MSG_SPICEVMC_DATA:
-		ug_transport_deliver(&ch->t, u->body, u->size);
-		return 0;
-	case SPICE_MSG_SPICEVMC_COMPRESSED_DATA:
-		ug_buf_reset(&ch->scratch);
-		r = ug_spice_vmc_decompress(u->body, u->size, VMC_MAX_UNCOMPRESSED, &ch->scratch,
-		                            k->err);
-		if (r < 0)
-			return r;
-		ug_transport_deliver(&ch->t, ug_buf_peek(&ch->scratch), ch->scratch.len);
-		return 0;
-	default:
+	r = ug_spice_vmc_payload(u, VMC_MAX_UNCOMPRESSED, &ch->scratch, &data, &len, k->err);
+	if (r < 0)
+		return r;
+	if (r == 0) {
 		logf_(k->c, UG_LOG_DEBUG, "usbredir channel %u: ignored message type %u (%u bytes)",
 		      k->id, u->type, u->size);
 		return 0;
 	}
+	ug_transport_deliver(&ch->t, data, len);
+	return 0;
 }
 
 static void ch_closed(struct conn *k, int error, const char *message)
@@ -1289,6 +1388,8 @@ static void ch_closed(struct conn *k, int error, const char *message)
 	int was_ready = ch->was_ready;
 	unsigned id = k->id;
 
+	if (c && error)
+		snprintf(c->err, sizeof(c->err), "%s", message);
 	ch_detach(ch);
 	/* The caller may free the transport in this callback: ch is not used after it. */
 	ug_transport_report_closed(&ch->t, error, message);
@@ -1460,16 +1561,19 @@ static int main_message(struct conn *k, const struct ug_spice_unit *u)
 		if (r < 0)
 			return ug_errmsg_set(err, r, "cannot queue ATTACH_CHANNELS");
 		c->connected = 1;
+		conn_stop_timer(k);
 		logf_(c, UG_LOG_INFO, "SPICE session 0x%08x on %s", mi.session_id, k->peer);
 		if (c->cb.connected)
 			c->cb.connected(c, c->cb_data);
 		return 0;
 	}
 	case SPICE_MSG_MAIN_CHANNELS_LIST: {
-		struct ug_spice_channel_id *ids = g_new(struct ug_spice_channel_id, UG_SPICE_MAX_CHANNELS);
+		struct ug_spice_channel_id *ids =
+		        g_new(struct ug_spice_channel_id, UG_SPICE_MAX_CHANNELS);
 		size_t n;
 
-		r = ug_spice_channels_list_decode(u->body, u->size, ids, UG_SPICE_MAX_CHANNELS, &n, err);
+		r = ug_spice_channels_list_decode(u->body, u->size, ids, UG_SPICE_MAX_CHANNELS, &n,
+		                                  err);
 		if (r == 0)
 			main_channels(c, ids, n);
 		g_free(ids);
@@ -1483,8 +1587,8 @@ static int main_message(struct conn *k, const struct ug_spice_unit *u)
 			logf_(c, UG_LOG_WARNING,
 			      "main channel: server asks to migrate to %.*s port %u (TLS port %u); "
 			      "refused: this client does not follow migrations",
-			      (int)(d.host_len > 128 ? 128 : d.host_len), (const char *)d.host, d.port,
-			      d.sport);
+			      (int)(d.host_len > 128 ? 128 : d.host_len), (const char *)d.host,
+			      d.port, d.sport);
 		else
 			logf_(c, UG_LOG_WARNING, "main channel: migration refused (%s)", err);
 		return conn_queue_msg(k, SPICE_MSGC_MAIN_MIGRATE_CONNECT_ERROR, NULL, 0);
@@ -1527,6 +1631,7 @@ UG_EXPORT ug_spice_client *ug_spice_client_new(void)
 	if (!c)
 		return NULL;
 	c->verify = 1;
+	c->link_timeout_ms = UG_SPICE_DEFAULT_LINK_TIMEOUT_MS;
 	conn_init(&c->main, c, &main_ops, SPICE_CHANNEL_MAIN, 0);
 	c->main.free_fn = main_free_real;
 	return c;
@@ -1605,7 +1710,8 @@ UG_EXPORT int ug_spice_client_set_pubkey_file(ug_spice_client *c, const char *pa
 	FILE *f = fopen(path, "rb");
 
 	if (!f)
-		return ug_errmsg_set(c->err, UG_E_IO, "public key %.128s: %s", path, strerror(errno));
+		return ug_errmsg_set(c->err, UG_E_IO, "public key %.128s: %s", path,
+		                     strerror(errno));
 	k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
 	if (!k) {
 		rewind(f);
@@ -1614,13 +1720,18 @@ UG_EXPORT int ug_spice_client_set_pubkey_file(ug_spice_client *c, const char *pa
 	}
 	fclose(f);
 	if (!k)
-		return ug_errmsg_set(c->err, UG_E_INVAL, "public key %.128s: neither PEM nor DER: %s",
-		                     path, ssl_err());
+		return ug_errmsg_set(c->err, UG_E_INVAL,
+		                     "public key %.128s: neither PEM nor DER: %s", path, ssl_err());
 	EVP_PKEY_free(c->pinned);
 	c->pinned = k;
 	SSL_CTX_free(c->ssl_ctx);
 	c->ssl_ctx = NULL;
 	return 0;
+}
+
+UG_EXPORT void ug_spice_client_set_link_timeout(ug_spice_client *c, unsigned ms)
+{
+	c->link_timeout_ms = ms;
 }
 
 UG_EXPORT void ug_spice_client_set_verify(ug_spice_client *c, int verify)
@@ -1713,16 +1824,16 @@ UG_EXPORT int ug_spice_client_open_usbredir(ug_spice_client *c, unsigned channel
 	int r;
 
 	if (!c->connected)
-		return ug_errmsg_set(c->err, UG_E_STATE, "usbredir channel %u: session not connected",
-		                     channel_id);
+		return ug_errmsg_set(c->err, UG_E_STATE,
+		                     "usbredir channel %u: session not connected", channel_id);
 	if (channel_id > 255 || !(c->known[channel_id / 8] & (1u << (channel_id % 8))))
 		return ug_errmsg_set(c->err, UG_E_NOTFOUND,
 		                     "usbredir channel %u is not in the server's channel list",
 		                     channel_id);
 	for (ch = c->channels; ch; ch = ch->next)
 		if (ch->k.id == channel_id)
-			return ug_errmsg_set(c->err, UG_E_STATE, "usbredir channel %u is already open",
-			                     channel_id);
+			return ug_errmsg_set(c->err, UG_E_STATE,
+			                     "usbredir channel %u is already open", channel_id);
 	ch = calloc(1, sizeof(*ch));
 	if (!ch)
 		return ug_errmsg_set(c->err, UG_E_NOMEM, "out of memory");

@@ -65,7 +65,8 @@ const char *ug_spice_link_error_str(uint32_t error)
 	case SPICE_LINK_ERR_PERMISSION_DENIED:
 		return "permission denied: wrong password, or the password has expired";
 	case SPICE_LINK_ERR_BAD_CONNECTION_ID:
-		return "bad connection id: the session is gone (server restarted or another client took over)";
+		return "bad connection id: the session is gone (server restarted or another client "
+		       "took over)";
 	case SPICE_LINK_ERR_CHANNEL_NOT_AVAILABLE:
 		return "channel not available";
 	default:
@@ -150,8 +151,8 @@ static int caps_decode(const char *what, const uint8_t *body, size_t len, size_t
 	uint64_t bytes = words * 4;
 
 	if (caps_offset < fixed || caps_offset > len)
-		return fail(err, UG_E_PROTO, "%s caps_offset %u outside %zu..%zu", what, caps_offset,
-		            fixed, len);
+		return fail(err, UG_E_PROTO, "%s caps_offset %u outside %zu..%zu", what,
+		            caps_offset, fixed, len);
 	if (bytes > len - caps_offset)
 		return fail(err, UG_E_PROTO,
 		            "%s claims %u common + %u channel caps (%llu bytes) at offset %u, "
@@ -389,6 +390,15 @@ int ug_spice_dec_feed(ug_spice_dec *d, const void *buf, size_t len)
 	return 0;
 }
 
+size_t ug_spice_dec_unfeed(ug_spice_dec *d)
+{
+	size_t n = d->in_len;
+
+	d->in = NULL;
+	d->in_len = 0;
+	return n;
+}
+
 uint64_t ug_spice_dec_offset(const ug_spice_dec *d)
 {
 	return d->offset;
@@ -427,8 +437,8 @@ static int parse_header(ug_spice_dec *d, const uint8_t *p, struct ug_spice_unit 
 		                                detail);
 		if (r < 0) {
 			/* The link phase has no resync point: a bad link header ends the stream. */
-			ug_errmsg_set(d->err, 0, "offset %llu: %.200s", (unsigned long long)u->offset,
-			              detail);
+			ug_errmsg_set(d->err, 0, "offset %llu: %.200s",
+			              (unsigned long long)u->offset, detail);
 			d->dead = 1;
 			d->dead_code = UG_E_PROTO;
 			return UG_E_PROTO;
@@ -782,11 +792,12 @@ int ug_spice_vmc_decompress(const uint8_t *body, size_t len, uint32_t limit,
 	int n, r;
 
 	if (len < UG_SPICE_VMC_COMPRESSED_HEADER)
-		return fail(err, UG_E_PROTO, "COMPRESSED_DATA has %zu bytes, needs at least %u", len,
-		            UG_SPICE_VMC_COMPRESSED_HEADER);
+		return fail(err, UG_E_PROTO, "COMPRESSED_DATA has %zu bytes, needs at least %u",
+		            len, UG_SPICE_VMC_COMPRESSED_HEADER);
 	if (body[0] != SPICE_DATA_COMPRESSION_TYPE_LZ4)
-		return fail(err, UG_E_UNSUPPORTED, "COMPRESSED_DATA compression type %u, only LZ4 (%u)",
-		            body[0], SPICE_DATA_COMPRESSION_TYPE_LZ4);
+		return fail(err, UG_E_UNSUPPORTED,
+		            "COMPRESSED_DATA compression type %u, only LZ4 (%u)", body[0],
+		            SPICE_DATA_COMPRESSION_TYPE_LZ4);
 	usize = ug_get_le32(body + 1);
 	csize = len - UG_SPICE_VMC_COMPRESSED_HEADER;
 	if (usize > limit || usize > LZ4_MAX_INPUT_SIZE)
@@ -813,9 +824,34 @@ int ug_spice_vmc_decompress(const uint8_t *body, size_t len, uint32_t limit,
 		            csize, usize);
 	if ((uint32_t)n != usize)
 		return fail(err, UG_E_PROTO,
-		            "COMPRESSED_DATA: LZ4 block gave %d bytes, header claimed %u", n, usize);
+		            "COMPRESSED_DATA: LZ4 block gave %d bytes, header claimed %u", n,
+		            usize);
 	ug_buf_commit(out, usize);
 	return 0;
+}
+
+int ug_spice_vmc_payload(const struct ug_spice_unit *u, uint32_t limit, struct ug_buf *scratch,
+                         const uint8_t **ret_data, size_t *ret_len, char *err)
+{
+	int r;
+
+	/* The client's and the server's message numbers are the same (101, 102). */
+	switch (u->type) {
+	case SPICE_MSG_SPICEVMC_DATA:
+		*ret_data = u->body;
+		*ret_len = u->size;
+		return 1;
+	case SPICE_MSG_SPICEVMC_COMPRESSED_DATA:
+		ug_buf_reset(scratch);
+		r = ug_spice_vmc_decompress(u->body, u->size, limit, scratch, err);
+		if (r < 0)
+			return r;
+		*ret_data = ug_buf_peek(scratch);
+		*ret_len = scratch->len;
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 int ug_spice_vmc_append(struct ug_buf *out, int mini, uint64_t *serial, int lz4,
@@ -835,7 +871,8 @@ int ug_spice_vmc_append(struct ug_buf *out, int mini, uint64_t *serial, int lz4,
 		int c = 0;
 
 		if (lz4 && n > UG_SPICE_COMPRESS_THRESHOLD) {
-			size_t bound = (size_t)LZ4_compressBound((int)n) + UG_SPICE_VMC_COMPRESSED_HEADER;
+			size_t bound =
+			        (size_t)LZ4_compressBound((int)n) + UG_SPICE_VMC_COMPRESSED_HEADER;
 
 			if (bound > tmp_size) {
 				uint8_t *t = realloc(tmp, bound);
@@ -847,15 +884,16 @@ int ug_spice_vmc_append(struct ug_buf *out, int mini, uint64_t *serial, int lz4,
 				tmp = t;
 				tmp_size = bound;
 			}
-			c = LZ4_compress_default((const char *)p,
-			                         (char *)tmp + UG_SPICE_VMC_COMPRESSED_HEADER, (int)n,
-			                         (int)(tmp_size - UG_SPICE_VMC_COMPRESSED_HEADER));
+			c = LZ4_compress_default(
+			        (const char *)p, (char *)tmp + UG_SPICE_VMC_COMPRESSED_HEADER,
+			        (int)n, (int)(tmp_size - UG_SPICE_VMC_COMPRESSED_HEADER));
 		}
 		if (c > 0 && (size_t)c + UG_SPICE_VMC_COMPRESSED_HEADER < n) {
 			tmp[0] = SPICE_DATA_COMPRESSION_TYPE_LZ4;
 			ug_put_le32(tmp + 1, (uint32_t)n);
-			r = ug_spice_msg_append(out, mini, serial, SPICE_MSGC_SPICEVMC_COMPRESSED_DATA,
-			                        tmp, (size_t)c + UG_SPICE_VMC_COMPRESSED_HEADER);
+			r = ug_spice_msg_append(out, mini, serial,
+			                        SPICE_MSGC_SPICEVMC_COMPRESSED_DATA, tmp,
+			                        (size_t)c + UG_SPICE_VMC_COMPRESSED_HEADER);
 		} else {
 			r = ug_spice_msg_append(out, mini, serial, SPICE_MSGC_SPICEVMC_DATA, p, n);
 		}
@@ -871,4 +909,242 @@ int ug_spice_vmc_append(struct ug_buf *out, int mini, uint64_t *serial, int lz4,
 		*serial = start_serial;
 	}
 	return r;
+}
+
+/* ---- the passive connection decoder ------------------------------------------ */
+
+enum conn_stage {
+	ST_LINK,        /* link message / link reply */
+	ST_WAIT_REPLY,  /* client: needs the server's reply to know what follows */
+	ST_MECH,        /* client: u32 auth mechanism */
+	ST_TICKET,      /* client: 128 bytes */
+	ST_RESULT,      /* server: u32 link result */
+	ST_WAIT_LINK,   /* needs both link messages for the header size */
+	ST_DATA,
+	ST_DONE,        /* nothing more may come (after a refused link) */
+	ST_DEAD,
+};
+
+struct ug_spice_conn_dec {
+	ug_spice_dec *dec[2];           /* [0] client -> server, [1] server -> client */
+	enum conn_stage stage[2];
+	int have_mess, have_reply;
+	struct ug_spice_link_mess mess;
+	struct ug_spice_link_reply reply;
+	int dead_code[2];
+	char err[UG_ERRMSG_SIZE];
+};
+
+ug_spice_conn_dec *ug_spice_conn_dec_new(void)
+{
+	ug_spice_conn_dec *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return NULL;
+	d->dec[0] = ug_spice_dec_new(UG_SPICE_UNIT_LINK, 0);
+	d->dec[1] = ug_spice_dec_new(UG_SPICE_UNIT_LINK, 0);
+	if (!d->dec[0] || !d->dec[1]) {
+		ug_spice_conn_dec_free(d);
+		return NULL;
+	}
+	return d;
+}
+
+void ug_spice_conn_dec_free(ug_spice_conn_dec *d)
+{
+	if (!d)
+		return;
+	ug_spice_dec_free(d->dec[0]);
+	ug_spice_dec_free(d->dec[1]);
+	free(d);
+}
+
+void ug_spice_conn_dec_set_max_message(ug_spice_conn_dec *d, uint32_t max)
+{
+	ug_spice_dec_set_max_message(d->dec[0], max);
+	ug_spice_dec_set_max_message(d->dec[1], max);
+}
+
+int ug_spice_conn_dec_feed(ug_spice_conn_dec *d, int from_server, const void *buf, size_t len)
+{
+	int s = !!from_server;
+	int r = ug_spice_dec_feed(d->dec[s], buf, len);
+
+	if (r < 0)
+		ug_errmsg_set(d->err, r, "%s: %.200s", s ? "server" : "client",
+		              ug_spice_dec_errmsg(d->dec[s]));
+	return r;
+}
+
+size_t ug_spice_conn_dec_unfeed(ug_spice_conn_dec *d, int from_server)
+{
+	return ug_spice_dec_unfeed(d->dec[!!from_server]);
+}
+
+int ug_spice_conn_dec_mini(const ug_spice_conn_dec *d)
+{
+	return d->have_mess && d->have_reply &&
+	       ug_spice_cap_test(d->mess.caps.common, d->mess.caps.num_common,
+	                         SPICE_COMMON_CAP_MINI_HEADER) &&
+	       ug_spice_cap_test(d->reply.caps.common, d->reply.caps.num_common,
+	                         SPICE_COMMON_CAP_MINI_HEADER);
+}
+
+int ug_spice_conn_dec_channel(const ug_spice_conn_dec *d, unsigned *ret_type, unsigned *ret_id)
+{
+	if (!d->have_mess)
+		return UG_E_STATE;
+	*ret_type = d->mess.channel_type;
+	*ret_id = d->mess.channel_id;
+	return 0;
+}
+
+const char *ug_spice_conn_dec_errmsg(const ug_spice_conn_dec *d)
+{
+	return d->err;
+}
+
+/* Moves a waiting direction on once the other side's link is known; 1 if still waiting. */
+static int conn_dec_unwait(ug_spice_conn_dec *d, int s)
+{
+	if (d->stage[s] == ST_WAIT_REPLY) {
+		if (!d->have_reply)
+			return 1;
+		if (d->reply.error != SPICE_LINK_ERR_OK) {
+			d->stage[s] = ST_DONE;
+			return 0;
+		}
+		if (ug_spice_cap_test(d->mess.caps.common, d->mess.caps.num_common,
+		                      SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION) &&
+		    ug_spice_cap_test(d->reply.caps.common, d->reply.caps.num_common,
+		                      SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION)) {
+			d->stage[s] = ST_MECH;
+			ug_spice_dec_expect(d->dec[s], UG_SPICE_UNIT_FIXED, 4);
+		} else {
+			d->stage[s] = ST_TICKET;
+			ug_spice_dec_expect(d->dec[s], UG_SPICE_UNIT_FIXED, UG_SPICE_TICKET_SIZE);
+		}
+	}
+	if (d->stage[s] == ST_WAIT_LINK) {
+		if (!d->have_mess || !d->have_reply)
+			return 1;
+		d->stage[s] = ST_DATA;
+		ug_spice_dec_expect(d->dec[s], ug_spice_conn_dec_mini(d) ? UG_SPICE_UNIT_MINI
+		                                                        : UG_SPICE_UNIT_FULL, 0);
+	}
+	return 0;
+}
+
+int ug_spice_conn_dec_waiting(const ug_spice_conn_dec *d, int from_server)
+{
+	int s = !!from_server;
+
+	return (d->stage[s] == ST_WAIT_REPLY && !d->have_reply) ||
+	       (d->stage[s] == ST_WAIT_LINK && !(d->have_mess && d->have_reply));
+}
+
+static int conn_dec_fail(ug_spice_conn_dec *d, int s, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int conn_dec_fail(ug_spice_conn_dec *d, int s, int code, const char *fmt, ...)
+{
+	char msg[UG_ERRMSG_SIZE - 32];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	d->stage[s] = ST_DEAD;
+	d->dead_code[s] = code;
+	return ug_errmsg_set(d->err, code, "%s offset %llu: %s", s ? "server" : "client",
+	                     (unsigned long long)ug_spice_dec_offset(d->dec[s]), msg);
+}
+
+int ug_spice_conn_dec_next(ug_spice_conn_dec *d, int from_server,
+                           struct ug_spice_conn_event *ret_ev)
+{
+	struct ug_spice_conn_event ev;
+	char detail[UG_ERRMSG_SIZE];
+	int s = !!from_server, r;
+
+	if (d->stage[s] == ST_DEAD)
+		return d->dead_code[s];
+	if (conn_dec_unwait(d, s))
+		return 0;
+	r = ug_spice_dec_next(d->dec[s], &ev.unit);
+	if (r == 0)
+		return 0;
+	if (r < 0) {
+		ug_errmsg_set(d->err, r, "%s: %.200s", s ? "server" : "client",
+		              ug_spice_dec_errmsg(d->dec[s]));
+		if (r != UG_E_TOOBIG) {
+			d->stage[s] = ST_DEAD;
+			d->dead_code[s] = r;
+		}
+		return r;
+	}
+	memset(&ev.mess, 0, sizeof(ev.mess));
+	memset(&ev.reply, 0, sizeof(ev.reply));
+	ev.value = 0;
+	ev.from_server = s;
+	switch (d->stage[s]) {
+	case ST_LINK:
+		if (ev.unit.link.major != SPICE_VERSION_MAJOR)
+			return conn_dec_fail(d, s, UG_E_UNSUPPORTED, "SPICE version %u.%u",
+			                     ev.unit.link.major, ev.unit.link.minor);
+		if (!s) {
+			r = ug_spice_link_mess_decode(ev.unit.body, ev.unit.size, &ev.mess, detail);
+			if (r < 0)
+				return conn_dec_fail(d, s, r, "%.180s", detail);
+			d->mess = ev.mess;
+			d->have_mess = 1;
+			ev.kind = UG_SPICE_EV_LINK_MESS;
+			d->stage[s] = ST_WAIT_REPLY;
+		} else {
+			r = ug_spice_link_reply_decode(ev.unit.body, ev.unit.size, &ev.reply,
+			                               detail);
+			if (r < 0)
+				return conn_dec_fail(d, s, r, "%.180s", detail);
+			d->reply = ev.reply;
+			d->have_reply = 1;
+			ev.kind = UG_SPICE_EV_LINK_REPLY;
+			if (ev.reply.error != SPICE_LINK_ERR_OK) {
+				d->stage[s] = ST_DONE;
+			} else {
+				d->stage[s] = ST_RESULT;
+				ug_spice_dec_expect(d->dec[s], UG_SPICE_UNIT_FIXED, 4);
+			}
+		}
+		break;
+	case ST_MECH:
+		ev.kind = UG_SPICE_EV_AUTH_MECH;
+		ev.value = ug_get_le32(ev.unit.body);
+		if (ev.value != SPICE_COMMON_CAP_AUTH_SPICE) {
+			/* SASL would follow: its exchange is not decoded. */
+			conn_dec_fail(d, s, UG_E_UNSUPPORTED,
+			              "auth mechanism %u (only 1, ticket, is decoded)", ev.value);
+			*ret_ev = ev;
+			return 1;
+		}
+		d->stage[s] = ST_TICKET;
+		ug_spice_dec_expect(d->dec[s], UG_SPICE_UNIT_FIXED, UG_SPICE_TICKET_SIZE);
+		break;
+	case ST_TICKET:
+		ev.kind = UG_SPICE_EV_TICKET;
+		d->stage[s] = ST_WAIT_LINK;
+		break;
+	case ST_RESULT:
+		ev.kind = UG_SPICE_EV_LINK_RESULT;
+		ev.value = ug_get_le32(ev.unit.body);
+		d->stage[s] = ev.value == SPICE_LINK_ERR_OK ? ST_WAIT_LINK : ST_DONE;
+		break;
+	case ST_DATA:
+		ev.kind = UG_SPICE_EV_MESSAGE;
+		break;
+	case ST_DONE:
+	default:
+		return conn_dec_fail(d, s, UG_E_PROTO, "%u bytes after the link was refused",
+		                     ev.unit.size);
+	}
+	*ret_ev = ev;
+	return 1;
 }

@@ -164,6 +164,14 @@ int ug_spice_dec_feed(ug_spice_dec *d, const void *buf, size_t len);
  */
 int ug_spice_dec_next(ug_spice_dec *d, struct ug_spice_unit *ret_unit);
 
+/*
+ * Gives back the fed bytes not consumed yet (they are forgotten: the caller
+ * feeds them again later) and returns their count. For callers whose buffer
+ * does not outlive the call, when next() returned 0 with bytes left (a
+ * direction waiting for the other one).
+ */
+size_t ug_spice_dec_unfeed(ug_spice_dec *d);
+
 uint64_t ug_spice_dec_offset(const ug_spice_dec *d);
 const char *ug_spice_dec_errmsg(const ug_spice_dec *d);
 
@@ -281,6 +289,17 @@ int ug_spice_vmc_decompress(const uint8_t *body, size_t len, uint32_t limit,
                             struct ug_buf *out, char *err);
 
 /*
+ * The usbredir bytes a spicevmc message carries, in either direction:
+ * returns 1 with *ret_data and *ret_len (the body itself for SPICEVMC_DATA, the
+ * decompressed block in scratch, which is reset first, for
+ * COMPRESSED_DATA), 0 for any other message type, or a negative UG_E_* from
+ * ug_spice_vmc_decompress(). *ret_data stays valid until scratch or the
+ * unit's buffer changes.
+ */
+int ug_spice_vmc_payload(const struct ug_spice_unit *u, uint32_t limit, struct ug_buf *scratch,
+                         const uint8_t **ret_data, size_t *ret_len, char *err);
+
+/*
  * Appends usbredir bytes as spicevmc messages (of type SPICE_MSGC_SPICEVMC_*
  * or SPICE_MSG_SPICEVMC_*: both directions use 101 and 102), split into
  * messages of at most max_chunk bytes of payload. A chunk above
@@ -290,5 +309,57 @@ int ug_spice_vmc_decompress(const uint8_t *body, size_t len, uint32_t limit,
  */
 int ug_spice_vmc_append(struct ug_buf *out, int mini, uint64_t *serial, int lz4,
                         size_t max_chunk, const void *data, size_t len);
+
+/* ---- a passive decoder of one recorded channel connection -------------------- */
+
+/*
+ * Reads both directions of one SPICE channel connection as a proxy or a
+ * capture sees them: the client's link message, auth mechanism and ticket,
+ * the server's link reply and result, then data messages both ways with the
+ * header size both link messages agreed on. A direction that needs the other
+ * direction's link first (the client's bytes after its link message need the
+ * server's reply; data messages need both link messages) waits: next()
+ * returns 0 and ug_spice_conn_dec_waiting() says so; feed the other direction
+ * and call next() again. The fed-buffer rules are ug_spice_dec's.
+ */
+enum ug_spice_conn_event_kind {
+	UG_SPICE_EV_LINK_MESS,          /* client: mess */
+	UG_SPICE_EV_LINK_REPLY,         /* server: reply */
+	UG_SPICE_EV_AUTH_MECH,          /* client: value (1 = ticket, 2 = SASL) */
+	UG_SPICE_EV_TICKET,             /* client: unit.body holds the 128 bytes */
+	UG_SPICE_EV_LINK_RESULT,        /* server: value (SPICE_LINK_ERR_*) */
+	UG_SPICE_EV_MESSAGE,            /* either: unit */
+};
+
+struct ug_spice_conn_event {
+	enum ug_spice_conn_event_kind kind;
+	int from_server;
+	struct ug_spice_unit unit;      /* the raw unit behind every event */
+	struct ug_spice_link_mess mess;
+	struct ug_spice_link_reply reply;
+	uint32_t value;
+};
+
+typedef struct ug_spice_conn_dec ug_spice_conn_dec;
+
+ug_spice_conn_dec *ug_spice_conn_dec_new(void);
+void ug_spice_conn_dec_free(ug_spice_conn_dec *d);
+void ug_spice_conn_dec_set_max_message(ug_spice_conn_dec *d, uint32_t max);
+int ug_spice_conn_dec_feed(ug_spice_conn_dec *d, int from_server, const void *buf, size_t len);
+/*
+ * 1 and *ret_ev, 0 (more input, or waiting for the other direction), or a
+ * negative UG_E_*: UG_E_TOOBIG as ug_spice_dec (skipped, decoding goes on);
+ * UG_E_PROTO / UG_E_UNSUPPORTED (SASL) end that direction.
+ */
+int ug_spice_conn_dec_next(ug_spice_conn_dec *d, int from_server,
+                           struct ug_spice_conn_event *ret_ev);
+/* As ug_spice_dec_unfeed() for one direction. */
+size_t ug_spice_conn_dec_unfeed(ug_spice_conn_dec *d, int from_server);
+/* 1 while from_server's direction waits for the other direction's link. */
+int ug_spice_conn_dec_waiting(const ug_spice_conn_dec *d, int from_server);
+/* After the link: the channel (from the link message) and the header size. */
+int ug_spice_conn_dec_channel(const ug_spice_conn_dec *d, unsigned *ret_type, unsigned *ret_id);
+int ug_spice_conn_dec_mini(const ug_spice_conn_dec *d);
+const char *ug_spice_conn_dec_errmsg(const ug_spice_conn_dec *d);
 
 #endif /* UG_SPICE_CODEC_H */

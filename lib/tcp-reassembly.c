@@ -26,6 +26,12 @@ struct piece {
  * exhaust memory under the byte limit. */
 #define PIECE_COST(caplen) ((caplen) + sizeof(struct piece))
 
+/* Pieces are kept in a sorted list: capping their number per side bounds
+ * the walk of each insertion, so a capture of many tiny out-of-order
+ * segments costs time linear in its size. Over the cap the oldest hole is
+ * given up, as over the byte limit. */
+#define MAX_PIECES_PER_SIDE 4096
+
 struct side {
 	uint8_t have_base;  /* base is known */
 	uint8_t syn;        /* this side's SYN was captured */
@@ -34,8 +40,11 @@ struct side {
 	uint32_t base;      /* sequence number of stream offset 0 */
 	uint64_t next;      /* stream offset of the next byte to deliver */
 	uint64_t fin_off;   /* stream offset of the FIN */
+	uint64_t ack_target;/* the peer acknowledged up to here, beyond next */
+	uint32_t ack_wait;  /* segments seen since ack_target was set */
 	struct piece *ooo, *ooo_tail;
 	uint64_t held;      /* PIECE_COST of the pieces in ooo */
+	uint32_t npieces;   /* pieces in ooo */
 };
 
 struct conn {
@@ -44,6 +53,10 @@ struct conn {
 	struct conn *lru_prev, *lru_next;
 	uint32_t hash;
 	struct side side[2];
+	/* The first bytes of each side, until the protocol is known. */
+	uint8_t prefix[2][UG_CAPTURE_CLASSIFY_BYTES];
+	uint8_t prefix_len[2];
+	uint8_t prefix_done[2];     /* no more bytes will come for the prefix */
 };
 
 /* One queued event and the memory it points into, freed once drained. */
@@ -80,6 +93,7 @@ struct ug_tcp_reasm *ug_tcp_reasm_new(void)
 	r->lim.max_buffered_per_side = UG_CAPTURE_DEFAULT_MAX_BUFFERED_PER_SIDE;
 	r->lim.max_buffered_total = UG_CAPTURE_DEFAULT_MAX_BUFFERED_TOTAL;
 	r->lim.window = UG_CAPTURE_DEFAULT_WINDOW;
+	r->lim.reorder_window = UG_CAPTURE_DEFAULT_REORDER_WINDOW;
 	r->next_id = 1;
 	return r;
 }
@@ -146,6 +160,8 @@ int ug_tcp_reasm_set_limits(struct ug_tcp_reasm *r, const struct ug_capture_limi
 		r->lim.max_buffered_total = l->max_buffered_total;
 	if (l->window)
 		r->lim.window = l->window;
+	if (l->reorder_window)
+		r->lim.reorder_window = l->reorder_window;
 	/* Offsets are compared through 32-bit sequence differences: a window
 	 * of 2^31 or more would make "ahead" and "behind" ambiguous. */
 	if (r->lim.window > 0x40000000u)
@@ -226,6 +242,8 @@ static void base_event(struct ug_capture_event *ev, enum ug_capture_event_type t
 }
 
 /* A message that lives as long as its event; NULL when out of memory. */
+static char *vformat(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
 static char *vformat(const char *fmt, va_list ap)
 {
 	char *m = malloc(UG_ERRMSG_SIZE);
@@ -286,11 +304,42 @@ struct when {
 	uint64_t frame;
 };
 
+/* Decides conn->info.proto once the first bytes allow it. */
+static void classify_update(struct conn *c)
+{
+	int p;
+
+	if (c->info.proto != UG_CAPTURE_PROTO_NEED_MORE)
+		return;
+	p = ug_capture_classify(c->prefix[0], c->prefix_len[0], c->prefix[1], c->prefix_len[1]);
+	if (p == UG_CAPTURE_PROTO_NEED_MORE &&
+	    (c->prefix_done[0] || c->prefix_len[0] == UG_CAPTURE_CLASSIFY_BYTES) &&
+	    (c->prefix_done[1] || c->prefix_len[1] == UG_CAPTURE_CLASSIFY_BYTES))
+		p = UG_CAPTURE_PROTO_UNKNOWN;
+	c->info.proto = p;
+}
+
+/* A side's prefix can grow no more (a gap, its END, the CLOSE). */
+static void prefix_done(struct conn *c, int dir)
+{
+	c->prefix_done[dir] = 1;
+	classify_update(c);
+}
+
 static int emit_data(struct ug_tcp_reasm *r, struct conn *c, int dir, const struct when *w,
                      const uint8_t *data, uint64_t len, void *owned)
 {
 	struct ug_capture_event ev;
 	struct side *s = &c->side[dir];
+
+	if (c->info.proto == UG_CAPTURE_PROTO_NEED_MORE && !c->prefix_done[dir]) {
+		size_t room = UG_CAPTURE_CLASSIFY_BYTES - c->prefix_len[dir];
+		size_t n = len < room ? (size_t)len : room;
+
+		memcpy(c->prefix[dir] + c->prefix_len[dir], data, n);
+		c->prefix_len[dir] = (uint8_t)(c->prefix_len[dir] + n);
+		classify_update(c);
+	}
 
 	base_event(&ev, UG_CAPTURE_DATA, c, dir, w->ts, w->frame);
 	ev.offset = s->next;
@@ -328,6 +377,7 @@ static int emit_gap(struct ug_tcp_reasm *r, struct conn *c, int dir, const struc
 	         "frame %llu: connection %u %s: %llu bytes missing at stream offset %llu (%s)",
 	         (unsigned long long)w->frame, c->info.id, side_name[dir],
 	         (unsigned long long)len, (unsigned long long)s->next, gap_cause(reason));
+	prefix_done(c, dir);
 	base_event(&ev, UG_CAPTURE_GAP, c, dir, w->ts, w->frame);
 	ev.offset = s->next;
 	ev.len = len;
@@ -346,6 +396,7 @@ static int check_end(struct ug_tcp_reasm *r, struct conn *c, int dir, const stru
 	if (!s->fin || s->ended || s->next < s->fin_off)
 		return 0;
 	s->ended = 1;
+	prefix_done(c, dir);
 	base_event(&ev, UG_CAPTURE_END, c, dir, w->ts, w->frame);
 	ev.offset = s->fin_off;
 	return push(r, &ev, NULL);
@@ -354,6 +405,7 @@ static int check_end(struct ug_tcp_reasm *r, struct conn *c, int dir, const stru
 static void unhold(struct ug_tcp_reasm *r, struct side *s, struct piece *p)
 {
 	s->held -= PIECE_COST(p->caplen);
+	s->npieces--;
 	r->held_total -= PIECE_COST(p->caplen);
 }
 
@@ -434,6 +486,13 @@ static int flush_side(struct ug_tcp_reasm *r, struct conn *c, int dir, const str
 	struct side *s = &c->side[dir];
 	int ret;
 
+	if (s->ack_target > s->next) {
+		uint64_t t = s->ack_target;
+
+		s->ack_target = 0;
+		if ((ret = advance_to(r, c, dir, w, t, UG_CAPTURE_GAP_NOT_CAPTURED)) < 0)
+			return ret;
+	}
 	while (s->ooo) {
 		if ((ret = advance_to(r, c, dir, w, s->ooo->off, UG_CAPTURE_GAP_AT_CLOSE)) < 0)
 			return ret;
@@ -495,6 +554,7 @@ static int hold(struct ug_tcp_reasm *r, struct side *s, uint64_t off, uint64_t l
 		if (!p)
 			s->ooo_tail = n;
 		s->held += PIECE_COST(pc);
+		s->npieces++;
 		r->held_total += PIECE_COST(pc);
 		pp = &n->next;
 		cur = stop;
@@ -559,7 +619,9 @@ static int payload(struct ug_tcp_reasm *r, struct conn *c, int dir, const struct
 			return 0;
 		}
 		r->st.bytes_duplicate += cut;
-		data += cut < caplen ? cut : caplen;
+		/* data is NULL when nothing of the payload was captured. */
+		if (caplen)
+			data += cut < caplen ? cut : caplen;
 		caplen = cut < caplen ? caplen - cut : 0;
 		len -= cut;
 		soff = (int64_t)s->next;
@@ -616,6 +678,7 @@ static int payload(struct ug_tcp_reasm *r, struct conn *c, int dir, const struct
 	/* Over a memory limit: give up the oldest holes of this side until the
 	 * side is within its limit and the total is no higher than before. */
 	while (s->ooo && (s->held > r->lim.max_buffered_per_side ||
+	                  s->npieces > MAX_PIECES_PER_SIDE ||
 	                  r->held_total > r->lim.max_buffered_total)) {
 		ret = advance_to(r, c, dir, w, s->ooo->off, UG_CAPTURE_GAP_LIMIT);
 		if (ret < 0)
@@ -715,6 +778,8 @@ static int close_conn(struct ug_tcp_reasm *r, struct conn *c, const struct when 
 			unhold(r, &c->side[d], p);
 		free_pieces(&c->side[d]);
 	}
+	prefix_done(c, 0);
+	prefix_done(c, 1);
 	if (ret == 0) {
 		base_event(&ev, UG_CAPTURE_CLOSE, c, 0, w->ts, w->frame);
 		ev.reason = reason;
@@ -821,7 +886,38 @@ static int acknowledged(struct ug_tcp_reasm *r, struct conn *c, int dir, const s
 	 * ACK of a FIN that was not captured, not a missing byte. */
 	if (!s->fin && !s->ooo && target == s->next + 1)
 		return 0;
-	return advance_to(r, c, dir, w, target, UG_CAPTURE_GAP_NOT_CAPTURED);
+	/* The data may still come: captures put an ACK before the segment it
+	 * acknowledges when they merge queues or interfaces. The hole counts
+	 * as lost once the reorder window has passed (check_acked()). */
+	if (target > s->ack_target) {
+		if (!s->ack_target)
+			s->ack_wait = 0;
+		s->ack_target = target;
+	}
+	return 0;
+}
+
+/* Declares acknowledged holes that stayed open for the reorder window. */
+static int check_acked(struct ug_tcp_reasm *r, struct conn *c, const struct when *w)
+{
+	for (int d = 0; d < 2; d++) {
+		struct side *s = &c->side[d];
+		uint64_t t = s->ack_target;
+		int ret;
+
+		if (!t)
+			continue;
+		if (t <= s->next) {
+			s->ack_target = 0;
+			continue;
+		}
+		if (++s->ack_wait < r->lim.reorder_window)
+			continue;
+		s->ack_target = 0;
+		if ((ret = advance_to(r, c, d, w, t, UG_CAPTURE_GAP_NOT_CAPTURED)) < 0)
+			return ret;
+	}
+	return 0;
 }
 
 int ug_tcp_reasm_segment(struct ug_tcp_reasm *r, const struct ug_tcp_segment *seg)
@@ -850,6 +946,12 @@ int ug_tcp_reasm_segment(struct ug_tcp_reasm *r, const struct ug_tcp_segment *se
 	 * it repeats the SYN already seen. */
 	if (c && syn && !ack) {
 		s = &c->side[dir];
+		/* A SYN that arrives after the SYN+ACK (reordered, or
+		 * retransmitted) fits the base the SYN+ACK acknowledged. */
+		if (dir == 0 && s->have_base && s->base == seg->seq + 1u && !s->syn) {
+			s->syn = 1;
+			c->info.flags |= UG_CAPTURE_CONN_HANDSHAKE;
+		}
 		if (!(dir == 0 && s->syn && s->base == seg->seq + 1u)) {
 			if ((ret = close_conn(r, c, &w, UG_CAPTURE_CLOSE_REUSED)) < 0)
 				return ret;
@@ -917,6 +1019,8 @@ int ug_tcp_reasm_segment(struct ug_tcp_reasm *r, const struct ug_tcp_segment *se
 		if ((ret = acknowledged(r, c, !dir, &w, seg->ack)) < 0)
 			return ret;
 	}
+	if ((ret = check_acked(r, c, &w)) < 0)
+		return ret;
 	if (c->side[0].ended && c->side[1].ended)
 		return close_conn(r, c, &w, UG_CAPTURE_CLOSE_FIN);
 	return 0;

@@ -181,7 +181,8 @@ static int cmp_serial(const void *a, const void *b)
 static void abandon_all(ug_tracker *t, uint64_t ts_ns)
 {
 	/* Oldest first, so that output is in the order requests were made. */
-	qsort(t->pend, t->npend, sizeof(*t->pend), cmp_serial);
+	if (t->npend > 1)
+		qsort(t->pend, t->npend, sizeof(*t->pend), cmp_serial);
 	for (uint32_t i = 0; i < t->npend; i++)
 		abandon(t, &t->pend[i].x, ts_ns, UG_ABANDON_DISCONNECT);
 	t->npend = 0;

@@ -169,11 +169,13 @@ void ug_usbredir_session_free(ug_usbredir_session *s);
 int ug_usbredir_session_set_max_packet(ug_usbredir_session *s, uint32_t max);
 
 /* For a stream that starts after the hellos: the negotiated capability word
- * (bits usb_redir_cap_*, the intersection of both sides) to decode with. */
+ * (bits usb_redir_cap_*, the intersection of both sides) to decode with. Once
+ * both hellos have been decoded, they decide instead. */
 int ug_usbredir_session_set_caps(ug_usbredir_session *s, uint32_t negotiated_caps);
 
-/* The negotiated capability word: known once both hellos were decoded or the
- * caps were set; until then the caps of hellos seen so far are not combined. */
+/* The negotiated capability word (the intersection of both hellos, where
+ * bulk_streams counts only with ep_info_max_packet_size), or the caps set;
+ * 0 while ug_usbredir_session_caps_known() is 0. */
 uint32_t ug_usbredir_session_caps(const ug_usbredir_session *s);
 /* 1 once the negotiated caps are known (both hellos, or set explicitly). */
 int ug_usbredir_session_caps_known(const ug_usbredir_session *s);
@@ -182,7 +184,9 @@ int ug_usbredir_session_caps_known(const ug_usbredir_session *s);
  * Push bytes of one direction. The decoder keeps a pointer to buf (it does not
  * copy what it can return as views) until ug_usbredir_session_next() returned 0
  * for that direction; the caller keeps buf unchanged until then. Bytes of a
- * packet that is split across feeds are copied into a bounded buffer.
+ * packet that is split across feeds are copied into a bounded buffer, and so
+ * are bytes left over when feed() is called again before next() returned 0.
+ * Ends the validity of views returned for this direction.
  */
 int ug_usbredir_session_feed(ug_usbredir_session *s, enum ug_dir dir,
                              const void *buf, size_t len);
@@ -196,7 +200,13 @@ int ug_usbredir_session_feed(ug_usbredir_session *s, enum ug_dir dir,
  * discarded as it arrives, without buffering, and decoding resumes after it.
  * The detail of the last error is in ug_usbredir_session_errmsg().
  *
- * A direction's packets after its hello can only be decoded once the other
+ * Unknown packet types are returned with known = 0 (libusbredirparser rejects
+ * them). A hello's data are its capability words; a second hello in the same
+ * direction is returned but, as in libusbredirparser, changes nothing. The
+ * packets accepted and rejected are libusbredirparser's for the receiving
+ * role; docs/usbredir-codec.md lists the rules.
+ *
+ * A direction's packets other than hellos can only be decoded once the other
  * direction's hello was decoded (or the caps were set): until then next()
  * holds the fed bytes (at most one maximal packet, else UG_E_STATE for good)
  * and returns 0. Poll both directions after decoding a hello.
@@ -590,6 +600,65 @@ int ug_recorder_finish(ug_recorder *r);
 void ug_recorder_get_stats(const ug_recorder *r, struct ug_recorder_stats *ret_stats);
 const char *ug_recorder_errmsg(const ug_recorder *r);
 
+/* ---- capture demux, proxy: sources into the recorder ---------------------- */
+
+/*
+ * The proxy joins two transports: a, the usb-guest's side (e.g. QEMU's
+ * chardev), and b, the usb-host's side (usbredirect, usbredirsrv). Every byte
+ * one side delivers is sent to the other unchanged and in order, and only
+ * then shown to the tap with its direction (UG_DIR_G2H for a -> b) and the
+ * time it was received; what the tap does never changes what is forwarded.
+ *
+ * Backpressure: when the receiving transport's queue exceeds the high-water
+ * mark, reading from the sending side is paused until the queue drained
+ * below the low-water mark, so memory stays bounded by the high mark plus one
+ * read. When either side ends, nothing more is read, the other side's queue
+ * is flushed (for at most the flush timeout) and it is closed; the closed
+ * callback then comes once. The proxy owns both transports from
+ * ug_proxy_new() on and runs on the thread-default main context.
+ */
+typedef struct ug_proxy ug_proxy;
+struct ug_transport; /* see the transport section below */
+
+#define UG_PROXY_DEFAULT_HIGH_WATER (4u * 1024u * 1024u)
+#define UG_PROXY_DEFAULT_LOW_WATER (1u * 1024u * 1024u)
+#define UG_PROXY_DEFAULT_FLUSH_MS 5000u
+/* Room above the high mark a transport's own queue limit keeps for one read. */
+#define UG_PROXY_OVERSHOOT (16u * 1024u * 1024u)
+
+/* data is valid during the call only. */
+typedef void (*ug_proxy_tap_fn)(ug_proxy *p, enum ug_dir dir, const uint8_t *data,
+                                size_t len, uint64_t ts_ns, void *user_data);
+/* first_side: the side that ended first (UG_DIR_G2H for a, UG_DIR_H2G for b);
+ * error and message as in ug_transport_closed_fn (UG_E_TIMEOUT when the other
+ * side's queue could not be flushed in time). The callback may free p. */
+typedef void (*ug_proxy_closed_fn)(ug_proxy *p, enum ug_dir first_side, int error,
+                                   const char *message, void *user_data);
+
+struct ug_proxy_stats {
+	uint64_t bytes[2];      /* forwarded, per direction (UG_DIR_G2H: a -> b) */
+	uint64_t pauses;        /* times a side was paused for backpressure */
+	size_t max_pending;     /* the largest queue seen on either side */
+};
+
+/* Takes ownership of a and b (also on failure: NULL only for bad arguments
+ * or OOM, and then neither is freed). */
+ug_proxy *ug_proxy_new(struct ug_transport *a, struct ug_transport *b);
+/* Frees both transports (closing them without a callback). Accepts NULL. */
+void ug_proxy_free(ug_proxy *p);
+/* Before ug_proxy_start(): watermarks in bytes (low <= high, high > 0). */
+int ug_proxy_set_watermarks(ug_proxy *p, size_t high, size_t low);
+void ug_proxy_set_flush_timeout(ug_proxy *p, unsigned ms);
+void ug_proxy_set_tap(ug_proxy *p, ug_proxy_tap_fn fn, void *user_data);
+void ug_proxy_set_closed(ug_proxy *p, ug_proxy_closed_fn fn, void *user_data);
+/* Installs the transports' callbacks; forwarding starts with the next
+ * main-loop iteration. UG_E_STATE when called twice. */
+int ug_proxy_start(ug_proxy *p);
+/* a (UG_DIR_G2H) or b (UG_DIR_H2G); owned by p. */
+struct ug_transport *ug_proxy_transport(const ug_proxy *p, enum ug_dir side);
+void ug_proxy_get_stats(const ug_proxy *p, struct ug_proxy_stats *ret_stats);
+const char *ug_proxy_errmsg(const ug_proxy *p);
+
 /* ---- capture sources: pcap reader, TCP reassembly ------------------------ */
 
 /*
@@ -625,7 +694,8 @@ const char *ug_recorder_errmsg(const ug_recorder *r);
  *   cannot be taken back, so the same rule is applied to data still held out
  *   of order; differing retransmitted bytes are counted, never delivered.
  * - Missing data becomes a GAP (offset, length) and delivery goes on after
- *   it, when: the other side acknowledged bytes that were never captured; a
+ *   it, when: the other side acknowledged bytes that were never captured
+ *   and they did not turn up within the reorder window; a
  *   frame was cut by the snapshot length; the out-of-order data held for one
  *   side or in total would exceed its limit (the oldest hole is given up);
  *   the connection ends (FIN, RST, eviction, end of capture) with holes.
@@ -677,11 +747,19 @@ struct ug_capture_endpoint {
 /* conn->flags */
 #define UG_CAPTURE_CONN_HANDSHAKE 0x1  /* the client's SYN was captured */
 
-/* One connection; owned by the capture, valid until the call after its CLOSE. */
+/* One connection; owned by the capture, valid until the call after its CLOSE.
+ * flags can gain UG_CAPTURE_CONN_HANDSHAKE after OPEN when the capture has
+ * the SYN after the SYN+ACK. */
 struct ug_capture_conn {
 	uint32_t id;            /* 1, 2, ... in order of appearance */
 	uint32_t flags;         /* UG_CAPTURE_CONN_* */
 	struct ug_capture_endpoint client, server;
+	int proto;              /* enum ug_capture_proto from the first bytes of
+	                         * each side (ug_capture_classify()), updated as
+	                         * DATA arrives: NEED_MORE until decided, never
+	                         * NEED_MORE at CLOSE. A consumer holds the DATA
+	                         * of a connection while it is NEED_MORE, then
+	                         * feeds the held bytes to the right decoder. */
 };
 
 /*
@@ -708,15 +786,20 @@ struct ug_capture_limits {
 	uint64_t max_buffered_per_side; /* out-of-order bytes held for one side */
 	uint64_t max_buffered_total;    /* out-of-order bytes held in all */
 	uint64_t window;                /* how far ahead of the next byte data may start */
+	uint32_t reorder_window;        /* segments of a connection to wait, after an
+	                                 * ACK showed a hole, before it is a gap (1:
+	                                 * at once); captures reorder ACKs and data */
 };
 #define UG_CAPTURE_DEFAULT_MAX_CONNECTIONS 1024u
 #define UG_CAPTURE_DEFAULT_MAX_BUFFERED_PER_SIDE (4u * 1024u * 1024u)
 #define UG_CAPTURE_DEFAULT_MAX_BUFFERED_TOTAL (16u * 1024u * 1024u)
 #define UG_CAPTURE_DEFAULT_WINDOW (64u * 1024u * 1024u)
+#define UG_CAPTURE_DEFAULT_REORDER_WINDOW 32u
 
 struct ug_capture_stats {
 	uint64_t frames;            /* frames read */
 	uint64_t frames_skipped;    /* frames that were not usable IPv4/IPv6 TCP */
+	uint64_t frames_dropped;    /* live: frames the kernel or libpcap dropped */
 	uint64_t segments;          /* TCP segments handed to reassembly */
 	uint64_t bytes_delivered;   /* in DATA events */
 	uint64_t bytes_duplicate;   /* retransmitted or overlapping, dropped (first wins) */
@@ -756,7 +839,9 @@ int ug_capture_open_memory(ug_capture *c, const void *buf, size_t len);
 int ug_capture_open_live(ug_capture *c, const char *iface, const char *filter);
 
 /* Live: a file descriptor to poll for input (e.g. g_unix_fd_add() in a GLib
- * main loop), owned by the capture; -1 for files. */
+ * main loop), owned by the capture; -1 for files. When it polls readable,
+ * call ug_capture_next() until it returns 0: frames already in libpcap's
+ * ring do not make the descriptor readable again. */
 int ug_capture_fd(const ug_capture *c);
 
 /*
@@ -779,7 +864,8 @@ void ug_capture_stop(ug_capture *c);
 int ug_capture_at_end(const ug_capture *c);
 
 /* Files: bytes of the file read so far and its size, for a progress
- * indicator (*ret_total is 0 when the size is unknown, e.g. a pipe). */
+ * indicator (*ret_total is 0 when the size is unknown, e.g. a pipe).
+ * UG_E_STATE for live captures and before a file is open. */
 int ug_capture_progress(const ug_capture *c, uint64_t *ret_done, uint64_t *ret_total);
 
 void ug_capture_get_stats(const ug_capture *c, struct ug_capture_stats *ret_stats);
@@ -789,6 +875,11 @@ int ug_capture_linktype(const ug_capture *c);
 
 /* Detail of the last error ("" if none); owned by c. */
 const char *ug_capture_errmsg(const ug_capture *c);
+
+/* Writes "127.0.0.1:5900" or "[::1]:5900" into buf (NUL-terminated, cut to
+ * size); returns buf. UG_CAPTURE_ENDPOINT_STRLEN bytes always suffice. */
+#define UG_CAPTURE_ENDPOINT_STRLEN 56
+char *ug_capture_endpoint_format(const struct ug_capture_endpoint *e, char *buf, size_t size);
 
 /*
  * What a connection carries, from the first bytes of each side (either may
@@ -823,7 +914,9 @@ const char *ug_capture_proto_name(enum ug_capture_proto proto);
  * as a ug_transport that carries the de-framed usbredir byte stream. The
  * session runs on the thread-default GLib main context of the thread that
  * called ug_spice_client_connect(); every callback comes from that context,
- * never from inside a ug_spice_client_* or ug_transport_* call.
+ * never from inside a ug_spice_client_* or ug_transport_* call, with one
+ * exception: ug_spice_client_disconnect() and ug_spice_client_free() make the
+ * open transports' closed callbacks (UG_E_CLOSED) before they return.
  *
  * spice-server admits one client: connecting disconnects a viewer that is
  * already connected to the same VM (the client logs a warning first).
@@ -840,9 +933,11 @@ struct ug_spice_client_callbacks {
 	/* An opened usbredir channel's connection ended while the session is up
 	 * (its transport got its closed callback just before). */
 	void (*channel_removed)(ug_spice_client *c, unsigned channel_id, void *user_data);
-	/* The session ended: error is 0 for an orderly close by the server, else
-	 * a UG_E_* code (UG_E_AUTH for a refused password, UG_E_TLS for a failed
-	 * certificate check, ...); message says it in words. Every open usbredir
+	/* The session ended: error is 0 when the server announced it
+	 * (DISCONNECTING) and closed, UG_E_CLOSED when the main channel closed
+	 * unannounced (server gone), else a UG_E_* code (UG_E_AUTH for a refused
+	 * password, UG_E_TLS for a failed certificate check, UG_E_TIMEOUT, ...);
+	 * message says it in words. Every open usbredir
 	 * transport has been closed before. ug_spice_client_connect() may be
 	 * called again from here or later: that is the reconnect hook. */
 	void (*disconnected)(ug_spice_client *c, int error, const char *message, void *user_data);
@@ -878,7 +973,13 @@ int ug_spice_client_set_host_subject(ug_spice_client *c, const char *subject);
 int ug_spice_client_set_pubkey_file(ug_spice_client *c, const char *path);
 /* 0 turns certificate verification off (logged as a warning at connect). */
 void ug_spice_client_set_verify(ug_spice_client *c, int verify);
+/* Every channel's connect, TLS handshake and link (for the main channel: up
+ * to MAIN_INIT) must finish within ms, else it fails with UG_E_TIMEOUT;
+ * 0 waits forever. */
+void ug_spice_client_set_link_timeout(ug_spice_client *c, unsigned ms);
+#define UG_SPICE_DEFAULT_LINK_TIMEOUT_MS 15000u
 void ug_spice_client_set_log(ug_spice_client *c, ug_log_fn fn, void *user_data);
+/* cb is copied; user_data is passed to every callback. */
 void ug_spice_client_set_callbacks(ug_spice_client *c,
                                    const struct ug_spice_client_callbacks *cb,
                                    void *user_data);
@@ -891,7 +992,8 @@ void ug_spice_client_set_wire_tap(ug_spice_client *c, ug_spice_wire_fn fn, void 
 /* Starts linking the main channel; the outcome comes through the callbacks.
  * UG_E_INVAL without a URI, UG_E_STATE while connected or connecting. */
 int ug_spice_client_connect(ug_spice_client *c);
-/* Closes the session (no disconnected callback for this one). */
+/* Closes the session: the open transports get their closed callback now;
+ * no disconnected callback follows. */
 void ug_spice_client_disconnect(ug_spice_client *c);
 /* 1 between the connected and disconnected callbacks. */
 int ug_spice_client_is_connected(const ug_spice_client *c);
@@ -912,6 +1014,9 @@ int ug_spice_client_open_usbredir(ug_spice_client *c, unsigned channel_id,
  * with isochronous endpoints. Returns UG_E_INVAL for other transports. */
 int ug_spice_usbredir_set_lz4(struct ug_transport *t, int on);
 
+/* Detail of the last failure ("" if none), e.g. "usbredir channel 1: link
+ * refused: permission denied: wrong password, or the password has expired";
+ * owned by c, valid until the next call on c. */
 const char *ug_spice_client_errmsg(const ug_spice_client *c);
 
 

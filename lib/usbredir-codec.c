@@ -327,12 +327,18 @@ UG_EXPORT void ug_usbredir_session_free(ug_usbredir_session *s)
 
 UG_EXPORT int ug_usbredir_session_set_max_packet(ug_usbredir_session *s, uint32_t max)
 {
-	if (!s || max == 0)
+	size_t hold_max;
+
+	/*
+	 * A held packet is at most one header plus max bytes; so is the wait
+	 * buffer. With the sum representable, no later header + length can
+	 * overflow a size_t either.
+	 */
+	if (!s || max == 0 || __builtin_add_overflow((size_t)max, UG_USBREDIR_HDR64, &hold_max))
 		return UG_E_INVAL;
 	s->max_packet = max;
-	/* A held packet is at most one header plus max bytes; so is the wait buffer. */
 	for (int dir = 0; dir < 2; dir++)
-		s->dec[dir].hold.max = (size_t)max + UG_USBREDIR_HDR64;
+		s->dec[dir].hold.max = hold_max;
 	return 0;
 }
 
@@ -365,6 +371,11 @@ UG_EXPORT uint64_t ug_usbredir_session_offset(const ug_usbredir_session *s, enum
 	return s->dec[dir].consumed;
 }
 
+size_t ug_usbredir_session_held(const ug_usbredir_session *s, enum ug_dir dir)
+{
+	return s->dec[dir].hold.len;
+}
+
 UG_EXPORT const char *ug_usbredir_session_errmsg(const ug_usbredir_session *s)
 {
 	return s ? s->errmsg : "";
@@ -389,13 +400,26 @@ static int hold_input(ug_usbredir_session *s, enum ug_dir dir)
 		return 0;
 	r = ug_buf_append(&d->hold, d->in, d->in_len);
 	if (r < 0) {
+		/* The bytes cannot be kept: this direction's stream is broken for good. */
 		d->failed = r == UG_E_TOOBIG ? UG_E_STATE : r;
+		if (r != UG_E_TOOBIG)
+			return ug_errmsg_set(s->errmsg, d->failed,
+					     "%s offset %llu: no memory to hold %zu more bytes",
+					     dir_name(dir), (unsigned long long)d->consumed,
+					     d->in_len);
+		if (!d->ready)
+			return ug_errmsg_set(s->errmsg, d->failed,
+					     "%s offset %llu: %zu bytes held and %zu more fed while "
+					     "the %s's hello is unknown, limit %zu: feed the other "
+					     "direction or set the caps",
+					     dir_name(dir), (unsigned long long)d->consumed,
+					     d->hold.len, d->in_len,
+					     dir == UG_DIR_G2H ? "host" : "guest", d->hold.max);
 		return ug_errmsg_set(s->errmsg, d->failed,
-				     "%s offset %llu: %zu bytes held and %zu more fed while the "
-				     "%s's hello is unknown, limit %zu: feed the other direction "
-				     "or set the caps",
+				     "%s offset %llu: %zu bytes held and %zu more fed without "
+				     "next() in between, limit %zu",
 				     dir_name(dir), (unsigned long long)d->consumed, d->hold.len,
-				     d->in_len, dir == UG_DIR_G2H ? "host" : "guest", d->hold.max);
+				     d->in_len, d->hold.max);
 	}
 	d->in += d->in_len;
 	d->in_len = 0;
@@ -723,7 +747,6 @@ static int decode(ug_usbredir_session *s, enum ug_dir dir, const uint8_t *raw, u
 	p->raw_len = hdr_len + (size_t)length;
 	if (thl < 0) {
 		p->known = 0;
-		memset(&p->h, 0, sizeof(p->h));
 		p->data = length ? raw + hdr_len : NULL;
 		p->data_len = length;
 		return 1;
@@ -737,6 +760,105 @@ static int decode(ug_usbredir_session *s, enum ug_dir dir, const uint8_t *raw, u
 		return 1;
 	}
 	return verify(s, dir, p) < 0 ? UG_E_PROTO : 1;
+}
+
+/*
+ * Copies what decode() filled: the fields and the used part of the type
+ * header union (copying the whole union per packet costs more than decoding).
+ */
+static inline void copy_packet(struct ug_usbredir_packet *dst,
+			       const struct ug_usbredir_packet *src, int thl)
+{
+	dst->dir = src->dir;
+	dst->type = src->type;
+	dst->length = src->length;
+	dst->id = src->id;
+	dst->offset = src->offset;
+	dst->known = src->known;
+	if (thl < 0)
+		memset(&dst->h, 0, sizeof(dst->h));
+	else
+		memcpy(&dst->h, &src->h, type_table[type_index(src->type)].struct_size);
+	dst->data = src->data;
+	dst->data_len = src->data_len;
+	dst->raw = src->raw;
+	dst->raw_len = src->raw_len;
+}
+
+/*
+ * The hot path for valid data packets: the checks verify() makes, on the wire
+ * bytes, then the packet written straight into ret. Returns 0 without
+ * touching ret when the packet is not a data packet or is invalid: the
+ * general path then decodes it and words the error.
+ */
+static inline bool fast_data(const struct dec *d, enum ug_dir dir, const uint8_t *raw,
+			     uint32_t type, uint32_t length, unsigned thl,
+			     struct ug_usbredir_packet *ret)
+{
+	const uint8_t *th = raw + d->hdr_len;
+	uint32_t data_len = length - thl, len;
+	bool to_host = dir == UG_DIR_G2H, with_data;
+	uint8_t ep;
+
+	switch (type) {
+	case usb_redir_control_packet:
+		ep = th[0];
+		len = ug_get_le16(th + 8);
+		with_data = ((ep & 0x80) != 0) != to_host;
+		if (data_len != (with_data ? len : 0))
+			return false;
+		ret->h.control_packet.endpoint = ep;
+		ret->h.control_packet.request = th[1];
+		ret->h.control_packet.requesttype = th[2];
+		ret->h.control_packet.status = th[3];
+		ret->h.control_packet.value = ug_get_le16(th + 4);
+		ret->h.control_packet.index = ug_get_le16(th + 6);
+		ret->h.control_packet.length = (uint16_t)len;
+		break;
+	case usb_redir_bulk_packet: {
+		uint16_t high = thl == 10 ? ug_get_le16(th + 8) : 0;
+
+		ep = th[0];
+		len = ((uint32_t)high << 16) | ug_get_le16(th + 2);
+		with_data = ((ep & 0x80) != 0) != to_host;
+		if (len > UG_USBREDIR_MAX_BULK_TRANSFER || data_len != (with_data ? len : 0))
+			return false;
+		ret->h.bulk_packet.endpoint = ep;
+		ret->h.bulk_packet.status = th[1];
+		ret->h.bulk_packet.length = (uint16_t)len;
+		ret->h.bulk_packet.stream_id = ug_get_le32(th + 4);
+		ret->h.bulk_packet.length_high = high;
+		break;
+	}
+	case usb_redir_iso_packet:
+	case usb_redir_interrupt_packet:
+		ep = th[0];
+		len = ug_get_le16(th + 2);
+		with_data = ((ep & 0x80) != 0) != to_host;
+		/* Iso always carries data; interrupt status answers go to the guest only. */
+		if (!with_data && (type == usb_redir_iso_packet || to_host))
+			return false;
+		if (data_len != (with_data ? len : 0))
+			return false;
+		/* Both headers have the same layout. */
+		ret->h.iso_packet.endpoint = ep;
+		ret->h.iso_packet.status = th[1];
+		ret->h.iso_packet.length = (uint16_t)len;
+		break;
+	default:
+		return false;
+	}
+	ret->dir = dir;
+	ret->type = type;
+	ret->length = length;
+	ret->id = d->hdr_len == UG_USBREDIR_HDR64 ? ug_get_le64(raw + 8) : ug_get_le32(raw + 8);
+	ret->offset = d->consumed;
+	ret->known = 1;
+	ret->data = data_len ? th + thl : NULL;
+	ret->data_len = data_len;
+	ret->raw = raw;
+	ret->raw_len = d->hdr_len + (size_t)length;
+	return true;
 }
 
 /* After a header-time error: drop the header, then skip the body as it streams by. */
@@ -807,9 +929,13 @@ UG_EXPORT int ug_usbredir_session_next(ug_usbredir_session *s, enum ug_dir dir,
 		hp = ug_buf_peek(&d->hold);
 		d->hold_drop = total;
 	}
+	if (thl >= 0 && fast_data(d, dir, hp, type, length, (unsigned)thl, ret_pkt)) {
+		d->consumed += total;
+		return 1;
+	}
 	r = decode(s, dir, hp, type, length, thl, &pkt);
 	d->consumed += total;
 	if (r > 0)
-		*ret_pkt = pkt;
+		copy_packet(ret_pkt, &pkt, thl);
 	return r;
 }

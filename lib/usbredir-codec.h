@@ -64,4 +64,7 @@ static inline int ug_usbredir_has_cap(uint32_t caps, unsigned cap)
 /* Wire size of a type header under the negotiated caps. */
 unsigned ug_usbredir_type_header_len(const struct ug_usbredir_type_desc *d, uint32_t caps);
 
+/* Bytes a direction holds in its assembly buffer (for tests: what was copied). */
+size_t ug_usbredir_session_held(const ug_usbredir_session *s, enum ug_dir dir);
+
 #endif /* UG_USBREDIR_CODEC_H */

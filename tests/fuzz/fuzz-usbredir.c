@@ -38,6 +38,8 @@ static void mix(struct digest *d, const void *p, size_t n)
 		d->h = (d->h ^ b[i]) * 0x100000001b3ULL;
 }
 
+static uint8_t enc_buf[65536];
+
 static void check_packet(const ug_usbredir_session *s, const struct ug_usbredir_packet *p,
 			 uint64_t expect_offset)
 {
@@ -64,12 +66,13 @@ static void check_packet(const ug_usbredir_session *s, const struct ug_usbredir_
 	    (p->data_len % 4 || p->h.hello.caps_count > UG_USBREDIR_MAX_CAP_WORDS ||
 	     p->raw_len != 12 + (size_t)p->length))
 		return;
-	buf = malloc(p->raw_len);
+	buf = p->raw_len <= sizeof(enc_buf) ? enc_buf : malloc(p->raw_len);
 	CHECK(buf != NULL);
 	r = ug_usbredir_encode(ug_usbredir_session_caps(s), p, buf, p->raw_len, &len);
 	CHECK(r == 0 && len == p->raw_len);
 	CHECK(memcmp(buf, p->raw, len) == 0);
-	free(buf);
+	if (buf != enc_buf)
+		free(buf);
 }
 
 static void run(const uint8_t *data, size_t size, int chunking, struct digest *dg)

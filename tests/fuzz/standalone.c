@@ -10,7 +10,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Inputs larger than this are not corpus material; refuse them loudly. */
-#define MAX_INPUT (16u * 1024u * 1024u)
+#define UG_FUZZ_MAX_INPUT (16u * 1024u * 1024u)
 
 static int name_cmp(const void *a, const void *b)
 {
@@ -27,17 +27,17 @@ static int run_file(const char *path, int n)
 		printf("not ok %d - %s: %s\n", n, path, strerror(errno));
 		return 1;
 	}
-	buf = malloc(MAX_INPUT + 1);
+	buf = malloc(UG_FUZZ_MAX_INPUT + 1);
 	if (!buf) {
 		fclose(f);
 		printf("not ok %d - %s: out of memory\n", n, path);
 		return 1;
 	}
-	len = fread(buf, 1, MAX_INPUT + 1, f);
+	len = fread(buf, 1, UG_FUZZ_MAX_INPUT + 1, f);
 	fclose(f);
-	if (len > MAX_INPUT) {
+	if (len > UG_FUZZ_MAX_INPUT) {
 		free(buf);
-		printf("not ok %d - %s: larger than %u bytes\n", n, path, MAX_INPUT);
+		printf("not ok %d - %s: larger than %u bytes\n", n, path, UG_FUZZ_MAX_INPUT);
 		return 1;
 	}
 	/* A crash or sanitizer report aborts the process: the harness sees it. */

@@ -40,15 +40,17 @@ if line=$(vm_wait_for dev '^UG-EXPORTER-READY' 120); then
 	tap_ok "usbredirect listens in the device VM ($line)"
 else
 	tap_fail "usbredirect listens in the device VM"
+	tap_bail "the device VM's exporter never listened; nothing else can work"
 fi
 t_dev_ready=$(cat "$(vm_dir dev)/matched-at")
-vm_wait_for con '^UG-RUN start' 120 >/dev/null || tap_fail "consumer VM reaches its test script"
-vm_redir_attach con "$(vm_port dev)" || tap_fail "usb-redir hot-plugged into the consumer VM"
+vm_wait_for con '^UG-RUN start' 120 >/dev/null || tap_bail "the consumer VM never reached its test script"
+vm_redir_attach con "$(vm_port dev)" || tap_bail "cannot hot-plug usb-redir into the consumer VM"
 
 if line=$(vm_wait_for con '^UG-ENUM' 90); then
 	tap_is "consumer guest enumerates the redirected disk" "$(vm_field "$line" id)" 46f4:0001
 else
 	tap_fail "consumer guest enumerates the redirected disk"
+	tap_bail "no redirected disk in the consumer guest"
 fi
 t_enum=$(cat "$(vm_dir con)/matched-at")
 usb=$(vm_info_usb con)

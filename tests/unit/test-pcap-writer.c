@@ -196,6 +196,7 @@ static void test_raw_round_trip_with_fragments(void **state)
 	r = (struct ug_raw_record){ UG_DIR_G2H, 3, 0xff, 1, 2, bulk_hdr, sizeof(bulk_hdr) };
 	assert_int_equal(ug_pcap_writer_write_raw(w, &r), 0);
 	assert_int_equal(ug_pcap_writer_close(w), 0);
+	ug_pcap_writer_free(w);
 
 	assert_int_equal(ug_raw_reader_next(rd, &got), UG_E_STATE);
 	assert_int_equal(ug_raw_reader_open(rd, path), 0);

@@ -350,7 +350,7 @@ static void test_dec_too_big_resyncs(void **state)
 
 static void test_dec_size_ffffffff(void **state)
 {
-	uint8_t s[16];
+	uint8_t s[UG_SPICE_FULL_HEADER_SIZE];
 	struct ug_spice_unit u;
 	ug_spice_dec *d = ug_spice_dec_new(UG_SPICE_UNIT_FULL, 0);
 
@@ -590,13 +590,15 @@ static void test_msg_append_serials(void **state)
 	uint64_t serial = 0;
 
 	ug_buf_init(&b, 100);
-	assert_int_equal(ug_spice_msg_append(&b, 0, &serial, SPICE_MSGC_PONG, "abcdefghijkl", 12), 0);
+	assert_int_equal(ug_spice_msg_append(&b, 0, &serial, SPICE_MSGC_PONG, "abcdefghijkl", 12),
+	                 0);
 	assert_int_equal(serial, 1);
 	assert_int_equal(b.len, 30);
 	assert_int_equal(ug_get_le64(ug_buf_peek(&b)), 1);
 	assert_int_equal(ug_get_le16(ug_buf_peek(&b) + 8), SPICE_MSGC_PONG);
 	assert_int_equal(ug_get_le32(ug_buf_peek(&b) + 10), 12);
-	assert_int_equal(ug_spice_msg_append(&b, 1, &serial, SPICE_MSGC_MAIN_ATTACH_CHANNELS, NULL, 0), 0);
+	assert_int_equal(
+	        ug_spice_msg_append(&b, 1, &serial, SPICE_MSGC_MAIN_ATTACH_CHANNELS, NULL, 0), 0);
 	assert_int_equal(b.len, 36);
 	assert_int_equal(serial, 2);
 	/* Over the buffer's maximum: nothing appended, serial unchanged. */
@@ -637,7 +639,8 @@ static void test_vmc_lz4_round_trip(void **state)
 		if (u.type == SPICE_MSG_SPICEVMC_COMPRESSED_DATA) {
 			compressed++;
 			assert_true(u.size < 65536);
-			assert_int_equal(ug_spice_vmc_decompress(u.body, u.size, 1 << 20, &plain, err), 0);
+			assert_int_equal(
+			        ug_spice_vmc_decompress(u.body, u.size, 1 << 20, &plain, err), 0);
 		} else {
 			assert_int_equal(u.type, SPICE_MSG_SPICEVMC_DATA);
 			raw++;
@@ -647,6 +650,28 @@ static void test_vmc_lz4_round_trip(void **state)
 	}
 	assert_int_equal(r, 0);
 	assert_int_equal(compressed, 5);
+	/* The same stream through ug_spice_vmc_payload(), as a capture reader does it. */
+	{
+		struct ug_buf scratch, again;
+		const uint8_t *p;
+		size_t n;
+		ug_spice_dec *d2 = ug_spice_dec_new(UG_SPICE_UNIT_MINI, 0);
+		struct ug_spice_unit ping = { .type = SPICE_MSG_PING };
+
+		ug_buf_init(&scratch, 1 << 20);
+		ug_buf_init(&again, 1 << 20);
+		assert_int_equal(ug_spice_dec_feed(d2, ug_buf_peek(&wire), wire.len), 0);
+		while (ug_spice_dec_next(d2, &u) == 1) {
+			assert_int_equal(ug_spice_vmc_payload(&u, 1 << 20, &scratch, &p, &n, err), 1);
+			assert_int_equal(ug_buf_append(&again, p, n), 0);
+		}
+		assert_int_equal(again.len, plain.len);
+		assert_memory_equal(ug_buf_peek(&again), ug_buf_peek(&plain), plain.len);
+		assert_int_equal(ug_spice_vmc_payload(&ping, 1 << 20, &scratch, &p, &n, err), 0);
+		ug_buf_release(&scratch);
+		ug_buf_release(&again);
+		ug_spice_dec_free(d2);
+	}
 	assert_int_equal(raw, 1);
 	assert_int_equal(plain.len, sizeof(data) + 2001);
 	assert_memory_equal(ug_buf_peek(&plain), data, sizeof(data));
@@ -779,9 +804,219 @@ static void test_names(void **state)
 	assert_string_equal(ug_spice_link_error_str(1000), "unknown link error");
 }
 
+/* ---- the passive connection decoder ------------------------------------------ */
+
+/* A recorded-looking session of one usbredir channel, both directions. */
+static void build_session(uint8_t *cs, size_t *clen, uint8_t *ss, size_t *slen, uint32_t result)
+{
+	struct ug_spice_link_mess m = { 0 };
+	struct ug_spice_link_reply r = { 0 };
+	uint8_t b[12];
+	size_t n;
+
+	m.connection_id = 77;
+	m.channel_type = SPICE_CHANNEL_USBREDIR;
+	m.channel_id = 1;
+	ug_spice_cap_set(m.caps.common, &m.caps.num_common,
+	                 SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION);
+	ug_spice_cap_set(m.caps.common, &m.caps.num_common, SPICE_COMMON_CAP_AUTH_SPICE);
+	ug_spice_cap_set(m.caps.common, &m.caps.num_common, SPICE_COMMON_CAP_MINI_HEADER);
+	assert_int_equal(ug_spice_link_mess_encode(&m, cs, 256, &n), 0);
+	*clen = n;
+	ug_put_le32(cs + *clen, SPICE_COMMON_CAP_AUTH_SPICE), *clen += 4;
+	memset(cs + *clen, 0xee, UG_SPICE_TICKET_SIZE), *clen += UG_SPICE_TICKET_SIZE;
+	*clen += ug_spice_header_encode(1, 0, SPICE_MSGC_SPICEVMC_DATA, 3, cs + *clen);
+	memcpy(cs + *clen, "abc", 3), *clen += 3;
+	*clen += ug_spice_header_encode(1, 0, SPICE_MSGC_PONG, 12, cs + *clen);
+	ug_spice_pong_encode(9, 10, cs + *clen), *clen += 12;
+
+	r.error = 0;
+	ug_spice_cap_set(r.caps.common, &r.caps.num_common,
+	                 SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION);
+	ug_spice_cap_set(r.caps.common, &r.caps.num_common, SPICE_COMMON_CAP_MINI_HEADER);
+	assert_int_equal(ug_spice_link_reply_encode(&r, ss, 512, &n), 0);
+	*slen = n;
+	ug_put_le32(ss + *slen, result), *slen += 4;
+	if (result != 0)
+		return;
+	*slen += ug_spice_header_encode(1, 0, SPICE_MSG_PING, 12, ss + *slen);
+	ug_spice_pong_encode(9, 10, b);
+	memcpy(ss + *slen, b, 12), *slen += 12;
+}
+
+/* Decodes both sides with step-byte feeds, client first or server first; returns the event kinds.
+ */
+static size_t run_conn(const uint8_t *cs, size_t clen, const uint8_t *ss, size_t slen, size_t step,
+                       int server_first, int *kinds, size_t max)
+{
+	ug_spice_conn_dec *d = ug_spice_conn_dec_new();
+	size_t pos[2] = { 0, 0 }, len[2] = { clen, slen }, n = 0;
+	const uint8_t *st[2] = { cs, ss };
+	struct ug_spice_conn_event ev;
+	int progress = 1;
+
+	while (progress) {
+		progress = 0;
+		for (int k = 0; k < 2; k++) {
+			int s = server_first ? !k : k, r;
+
+			/* Drain what is pending before feeding more. */
+			while ((r = ug_spice_conn_dec_next(d, s, &ev)) == 1) {
+				assert_true(n < max);
+				kinds[n++] = (int)ev.kind * 2 + s;
+				progress = 1;
+			}
+			assert_int_equal(r, 0);
+			if (ug_spice_conn_dec_waiting(d, s) || pos[s] == len[s])
+				continue;
+			size_t c = step && step < len[s] - pos[s] ? step : len[s] - pos[s];
+			assert_int_equal(ug_spice_conn_dec_feed(d, s, st[s] + pos[s], c), 0);
+			pos[s] += c;
+			progress = 1;
+		}
+	}
+	assert_int_equal(pos[0], clen);
+	assert_int_equal(pos[1], slen);
+	unsigned type, id;
+	assert_int_equal(ug_spice_conn_dec_channel(d, &type, &id), 0);
+	assert_int_equal(type, SPICE_CHANNEL_USBREDIR);
+	assert_int_equal(id, 1);
+	assert_true(ug_spice_conn_dec_mini(d));
+	ug_spice_conn_dec_free(d);
+	return n;
+}
+
+static void test_conn_dec_orders_and_chunking(void **state)
+{
+	static uint8_t cs[1024], ss[1024];
+	size_t clen, slen;
+	int k1[32], k2[32], k3[32];
+	size_t n1, n2, n3;
+
+	build_session(cs, &clen, ss, &slen, 0);
+	n1 = run_conn(cs, clen, ss, slen, 0, 0, k1, 32);
+	n2 = run_conn(cs, clen, ss, slen, 1, 1, k2, 32);
+	n3 = run_conn(cs, clen, ss, slen, 5, 0, k3, 32);
+	/* mess, mech, ticket, 2 messages from the client; reply, result, 1 message from the server.
+	 */
+	assert_int_equal(n1, 8);
+	assert_int_equal(n2, 8);
+	assert_int_equal(n3, 8);
+	/* Per direction the order is fixed whatever the interleaving. */
+	for (int s = 0; s < 2; s++) {
+		int a[8], b[8], c[8], na = 0, nb = 0, nc = 0;
+
+		for (size_t i = 0; i < 8; i++) {
+			if (k1[i] % 2 == s)
+				a[na++] = k1[i];
+			if (k2[i] % 2 == s)
+				b[nb++] = k2[i];
+			if (k3[i] % 2 == s)
+				c[nc++] = k3[i];
+		}
+		assert_int_equal(na, nb);
+		assert_int_equal(na, nc);
+		assert_memory_equal(a, b, sizeof(int) * (size_t)na);
+		assert_memory_equal(a, c, sizeof(int) * (size_t)na);
+	}
+}
+
+static void test_conn_dec_refused_link(void **state)
+{
+	static uint8_t cs[1024], ss[1024];
+	size_t clen, slen;
+	struct ug_spice_conn_event ev;
+	ug_spice_conn_dec *d = ug_spice_conn_dec_new();
+
+	build_session(cs, &clen, ss, &slen, SPICE_LINK_ERR_PERMISSION_DENIED);
+	assert_int_equal(ug_spice_conn_dec_feed(d, 1, ss, slen), 0);
+	assert_int_equal(ug_spice_conn_dec_next(d, 1, &ev), 1);
+	assert_int_equal(ev.kind, UG_SPICE_EV_LINK_REPLY);
+	assert_int_equal(ug_spice_conn_dec_next(d, 1, &ev), 1);
+	assert_int_equal(ev.kind, UG_SPICE_EV_LINK_RESULT);
+	assert_int_equal(ev.value, SPICE_LINK_ERR_PERMISSION_DENIED);
+	assert_int_equal(ug_spice_conn_dec_next(d, 1, &ev), 0);
+	/* The server side waits for nothing, yet the header size needs the client's link. */
+	assert_int_equal(ug_spice_conn_dec_mini(d), 0);
+	/* Client: link, mech, ticket; then its data messages come after a refused link. */
+	assert_int_equal(ug_spice_conn_dec_feed(d, 0, cs, clen), 0);
+	assert_int_equal(ug_spice_conn_dec_next(d, 0, &ev), 1);
+	assert_int_equal(ev.kind, UG_SPICE_EV_LINK_MESS);
+	assert_int_equal(ev.mess.connection_id, 77);
+	assert_int_equal(ug_spice_conn_dec_next(d, 0, &ev), 1);
+	assert_int_equal(ev.kind, UG_SPICE_EV_AUTH_MECH);
+	assert_int_equal(ug_spice_conn_dec_next(d, 0, &ev), 1);
+	assert_int_equal(ev.kind, UG_SPICE_EV_TICKET);
+	assert_int_equal(ev.unit.size, 128);
+	ug_spice_conn_dec_free(d);
+}
+
+static void test_conn_dec_sasl_unsupported(void **state)
+{
+	static uint8_t cs[1024], ss[1024];
+	size_t clen, slen;
+	struct ug_spice_conn_event ev;
+	ug_spice_conn_dec *d = ug_spice_conn_dec_new();
+
+	build_session(cs, &clen, ss, &slen, 0);
+	/* The mechanism word right after the 16 + 18 + 4-byte link message. */
+	ug_put_le32(cs + 38, SPICE_COMMON_CAP_AUTH_SASL);
+	assert_int_equal(ug_spice_conn_dec_feed(d, 1, ss, slen), 0);
+	assert_int_equal(ug_spice_conn_dec_next(d, 1, &ev), 1);
+	assert_int_equal(ug_spice_conn_dec_feed(d, 0, cs, clen), 0);
+	assert_int_equal(ug_spice_conn_dec_next(d, 0, &ev), 1);
+	assert_int_equal(ug_spice_conn_dec_next(d, 0, &ev), 1);
+	assert_int_equal(ev.kind, UG_SPICE_EV_AUTH_MECH);
+	assert_int_equal(ev.value, 2);
+	assert_int_equal(ug_spice_conn_dec_next(d, 0, &ev), UG_E_UNSUPPORTED);
+	assert_non_null(strstr(ug_spice_conn_dec_errmsg(d), "auth mechanism 2"));
+	ug_spice_conn_dec_free(d);
+}
+
+/* spice-protocol's constants against the wire values protocols.md and the captures show. */
+static void test_protocol_constants(void **state)
+{
+	assert_int_equal(SPICE_MAGIC, 0x51444552); /* "REDQ" read little-endian */
+	assert_int_equal(SPICE_VERSION_MAJOR, 2);
+	assert_int_equal(SPICE_VERSION_MINOR, 2);
+	assert_int_equal(SPICE_TICKET_PUBKEY_BYTES, 162);
+	assert_int_equal(UG_SPICE_LINK_REPLY_SIZE, 178);
+	assert_int_equal(UG_SPICE_TICKET_SIZE, 128);
+	assert_int_equal(SPICE_MAX_PASSWORD_LENGTH, 60);
+	assert_int_equal(SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION, 0);
+	assert_int_equal(SPICE_COMMON_CAP_AUTH_SPICE, 1);
+	assert_int_equal(SPICE_COMMON_CAP_AUTH_SASL, 2);
+	assert_int_equal(SPICE_COMMON_CAP_MINI_HEADER, 3);
+	assert_int_equal(SPICE_SPICEVMC_CAP_DATA_COMPRESS_LZ4, 0);
+	assert_int_equal(SPICE_LINK_ERR_NEED_SECURED, 5);
+	assert_int_equal(SPICE_LINK_ERR_PERMISSION_DENIED, 7);
+	assert_int_equal(SPICE_LINK_ERR_BAD_CONNECTION_ID, 8);
+	assert_int_equal(SPICE_CHANNEL_MAIN, 1);
+	assert_int_equal(SPICE_CHANNEL_USBREDIR, 9);
+	assert_int_equal(SPICE_MSG_MIGRATE, 1);
+	assert_int_equal(SPICE_MSG_SET_ACK, 3);
+	assert_int_equal(SPICE_MSG_PING, 4);
+	assert_int_equal(SPICE_MSG_DISCONNECTING, 6);
+	assert_int_equal(SPICE_MSG_NOTIFY, 7);
+	assert_int_equal(SPICE_MSGC_ACK_SYNC, 1);
+	assert_int_equal(SPICE_MSGC_ACK, 2);
+	assert_int_equal(SPICE_MSGC_PONG, 3);
+	assert_int_equal(SPICE_MSG_MAIN_MIGRATE_BEGIN, 101);
+	assert_int_equal(SPICE_MSG_MAIN_INIT, 103);
+	assert_int_equal(SPICE_MSG_MAIN_CHANNELS_LIST, 104);
+	assert_int_equal(SPICE_MSGC_MAIN_MIGRATE_CONNECT_ERROR, 103);
+	assert_int_equal(SPICE_MSGC_MAIN_ATTACH_CHANNELS, 104);
+	assert_int_equal(SPICE_MSG_SPICEVMC_DATA, 101);
+	assert_int_equal(SPICE_MSG_SPICEVMC_COMPRESSED_DATA, 102);
+	assert_int_equal(SPICE_MSGC_SPICEVMC_DATA, 101);
+	assert_int_equal(SPICE_MSGC_SPICEVMC_COMPRESSED_DATA, 102);
+	assert_int_equal(SPICE_DATA_COMPRESSION_TYPE_LZ4, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_protocol_constants),
 		cmocka_unit_test(test_link_mess_round_trip),
 		cmocka_unit_test(test_link_mess_bad),
 		cmocka_unit_test(test_link_header_limits),
@@ -809,6 +1044,9 @@ int main(void)
 		cmocka_unit_test(test_vmc_decompress_limits),
 		cmocka_unit_test(test_vmc_decompress_corrupt),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_conn_dec_orders_and_chunking),
+		cmocka_unit_test(test_conn_dec_refused_link),
+		cmocka_unit_test(test_conn_dec_sasl_unsupported),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

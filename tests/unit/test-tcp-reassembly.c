@@ -107,17 +107,27 @@ static void feed(struct ug_tcp_reasm *r, int from_client, uint8_t flags, uint32_
 #define RST UG_TCP_RST
 
 /* Client ISN 100 (data from 101), server ISN 500 (data from 501). */
-static struct ug_tcp_reasm *handshake(void)
+static struct ug_tcp_reasm *handshake_lim(const struct ug_capture_limits *l)
 {
 	struct ug_tcp_reasm *r = ug_tcp_reasm_new();
 
 	assert_non_null(r);
+	if (l)
+		assert_int_equal(ug_tcp_reasm_set_limits(r, l), 0);
 	feed(r, C, SYN, 100, 0, NULL);
 	feed(r, S, SYN | A, 500, 101, NULL);
 	feed(r, C, A, 101, 501, NULL);
 	assert_string_equal(drain(r), "O1");
 	return r;
 }
+
+static struct ug_tcp_reasm *handshake(void)
+{
+	return handshake_lim(NULL);
+}
+
+/* Holes the peer acknowledged become gaps at once (no reorder window). */
+static const struct ug_capture_limits no_reorder = { .reorder_window = 1 };
 
 static void test_in_order_with_handshake_and_fin(void **state)
 {
@@ -314,7 +324,7 @@ static void test_snaplen_cut(void **state)
 
 static void test_gap_acknowledged_then_resume(void **state)
 {
-	struct ug_tcp_reasm *r = handshake();
+	struct ug_tcp_reasm *r = handshake_lim(&no_reorder);
 	struct ug_capture_event ev;
 	struct ug_capture_stats st = { 0 };
 
@@ -343,6 +353,48 @@ static void test_gap_acknowledged_then_resume(void **state)
 	ug_tcp_reasm_add_stats(r, &st);
 	assert_int_equal(st.bytes_missing, 10);
 	assert_int_equal(st.bytes_duplicate, 3);
+	ug_tcp_reasm_free(r);
+}
+
+/* An ACK captured before the data it acknowledges is no loss. */
+static void test_ack_before_data_within_reorder_window(void **state)
+{
+	struct ug_capture_limits l = { .reorder_window = 3 };
+	struct ug_tcp_reasm *r = handshake_lim(&l);
+
+	feed(r, C, A, 101, 501, "abc");
+	feed(r, S, A, 501, 107, NULL);      /* acknowledges "def", not seen yet */
+	feed(r, C, A, 104, 501, "def");     /* arrives one segment later */
+	assert_string_equal(drain(r), "D1c0:abc D1c3:def");
+	/* A hole still open after the window is a gap: the ACK and two more
+	 * segments of the connection make three. */
+	feed(r, S, A, 501, 112, NULL);      /* acknowledges [6,11) */
+	feed(r, C, A, 112, 501, "l");       /* held at 11 */
+	assert_string_equal(drain(r), "");
+	feed(r, S, A, 501, 112, "x");
+	assert_string_equal(drain(r), "D1s0:x G1c6+5/1 D1c11:l");
+	/* An acknowledged hole left at the end of the capture is a gap too,
+	 * with the reason that says it was acknowledged. */
+	feed(r, S, A, 502, 120, NULL);
+	assert_int_equal(ug_tcp_reasm_finish(r, 0, 0), 0);
+	assert_string_equal(drain(r), "G1c12+7/1 C1/5");
+	ug_tcp_reasm_free(r);
+}
+
+/* The SYN captured after the SYN+ACK belongs to the same connection. */
+static void test_syn_after_syn_ack(void **state)
+{
+	struct ug_tcp_reasm *r = ug_tcp_reasm_new();
+	struct ug_capture_event ev;
+
+	feed(r, S, SYN | A, 500, 101, NULL);
+	feed(r, C, SYN, 100, 0, NULL);
+	assert_int_equal(ug_tcp_reasm_next(r, &ev), 1);
+	assert_int_equal(ev.type, UG_CAPTURE_OPEN);
+	assert_int_equal(ev.conn->flags, UG_CAPTURE_CONN_HANDSHAKE);
+	assert_int_equal(ev.conn->client.port, 40000);
+	feed(r, C, A, 101, 501, "hi");
+	assert_string_equal(drain(r), "D1c0:hi");
 	ug_tcp_reasm_free(r);
 }
 
@@ -409,6 +461,7 @@ static void test_mid_stream_start(void **state)
 	struct ug_tcp_reasm *r = ug_tcp_reasm_new();
 	struct ug_capture_event ev;
 
+	assert_int_equal(ug_tcp_reasm_set_limits(r, &no_reorder), 0);
 	/* Pure ACKs open nothing. */
 	feed(r, C, A, 1000, 2000, NULL);
 	assert_string_equal(drain(r), "");
@@ -485,6 +538,21 @@ static void test_limit_per_side(void **state)
 	/* Changing limits after the first segment is refused. */
 	r = handshake();
 	assert_int_equal(ug_tcp_reasm_set_limits(r, &l), UG_E_STATE);
+	ug_tcp_reasm_free(r);
+}
+
+/* At most 4096 held pieces per side: the 4097th gives up the oldest hole. */
+static void test_limit_piece_count(void **state)
+{
+	struct ug_tcp_reasm *r = handshake();
+
+	for (uint32_t k = 0; k < 4096; k++)
+		feed(r, C, A, 101 + 2 * k + 1, 501, "x");
+	assert_string_equal(drain(r), "");
+	assert_int_equal(ug_tcp_reasm_buffered(r), 4096 * (32 + 1));
+	feed(r, C, A, 101 + 2 * 4096 + 1, 501, "y");
+	assert_string_equal(drain(r), "G1c0+1/3 D1c1:x");
+	assert_int_equal(ug_tcp_reasm_buffered(r), 4096 * (32 + 1));
 	ug_tcp_reasm_free(r);
 }
 
@@ -656,6 +724,62 @@ static void test_random_order_byte_exact(void **state)
 	ug_tcp_reasm_free(r);
 }
 
+/* conn->proto follows the first bytes, and is final at CLOSE. */
+static void test_running_classification(void **state)
+{
+	struct ug_tcp_reasm *r = handshake();
+	struct ug_capture_event ev;
+	char hello[81] = { 0 };
+
+	hello[4] = 68;
+	memcpy(hello + 12, "usbredir guest", 14);
+	hello[76] = (char)0xff;
+	hello[80] = 0;
+	/* Zero bytes in a string: feed the hello in two raw pieces. */
+	struct ug_tcp_segment s = mkseg(C, A, 101, 501, NULL);
+
+	s.data = (const uint8_t *)hello;
+	s.len = s.caplen = 8;
+	assert_int_equal(ug_tcp_reasm_segment(r, &s), 0);
+	assert_int_equal(ug_tcp_reasm_next(r, &ev), 1);
+	assert_int_equal(ev.conn->proto, UG_CAPTURE_PROTO_NEED_MORE);
+	assert_int_equal(ug_tcp_reasm_next(r, &ev), 0);
+	s = mkseg(C, A, 109, 501, NULL);
+	s.data = (const uint8_t *)hello + 8;
+	s.len = s.caplen = 72;
+	assert_int_equal(ug_tcp_reasm_segment(r, &s), 0);
+	assert_int_equal(ug_tcp_reasm_next(r, &ev), 1);
+	assert_int_equal(ev.conn->proto, UG_CAPTURE_PROTO_USBREDIR);
+	ug_tcp_reasm_free(r);
+
+	/* Text both ways: undecided while short, unknown at the close. */
+	r = handshake();
+	feed(r, C, A, 101, 501, "GET");
+	assert_int_equal(ug_tcp_reasm_next(r, &ev), 1);
+	assert_int_equal(ev.conn->proto, UG_CAPTURE_PROTO_NEED_MORE);
+	feed(r, C, RST, 104, 501, NULL);
+	assert_int_equal(ug_tcp_reasm_next(r, &ev), 1);
+	assert_int_equal(ev.type, UG_CAPTURE_CLOSE);
+	assert_int_equal(ev.conn->proto, UG_CAPTURE_PROTO_UNKNOWN);
+	ug_tcp_reasm_free(r);
+
+	/* A gap at the start of a side leaves the decision to the other. */
+	static const uint8_t major[4] = { 2, 0, 0, 0 };
+
+	r = handshake_lim(&no_reorder);
+	feed(r, S, A, 501, 101, "REDQ");
+	feed(r, C, A, 130, 505, "z");
+	feed(r, S, A, 505, 131, NULL);
+	assert_string_equal(drain(r), "D1s0:REDQ G1c0+29/1 D1c29:z");
+	s = mkseg(S, A, 505, 131, NULL);
+	s.data = major;
+	s.len = s.caplen = 4;
+	assert_int_equal(ug_tcp_reasm_segment(r, &s), 0);
+	assert_int_equal(ug_tcp_reasm_next(r, &ev), 1);
+	assert_int_equal(ev.conn->proto, UG_CAPTURE_PROTO_SPICE);
+	ug_tcp_reasm_free(r);
+}
+
 static void test_ipv6_and_notice(void **state)
 {
 	struct ug_tcp_reasm *r = ug_tcp_reasm_new();
@@ -696,6 +820,8 @@ int main(void)
 		cmocka_unit_test(test_offsets_beyond_4gib),
 		cmocka_unit_test(test_snaplen_cut),
 		cmocka_unit_test(test_gap_acknowledged_then_resume),
+		cmocka_unit_test(test_ack_before_data_within_reorder_window),
+		cmocka_unit_test(test_syn_after_syn_ack),
 		cmocka_unit_test(test_gap_at_end_of_capture),
 		cmocka_unit_test(test_fin_waits_for_data),
 		cmocka_unit_test(test_fin_with_missing_data_at_close),
@@ -704,11 +830,13 @@ int main(void)
 		cmocka_unit_test(test_syn_ack_without_syn),
 		cmocka_unit_test(test_reused_ports),
 		cmocka_unit_test(test_limit_per_side),
+		cmocka_unit_test(test_limit_piece_count),
 		cmocka_unit_test(test_limit_total),
 		cmocka_unit_test(test_beyond_window_dropped),
 		cmocka_unit_test(test_connection_table_full),
 		cmocka_unit_test(test_inconsistent_segment_refused),
 		cmocka_unit_test(test_random_order_byte_exact),
+		cmocka_unit_test(test_running_classification),
 		cmocka_unit_test(test_ipv6_and_notice),
 	};
 

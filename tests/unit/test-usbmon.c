@@ -11,7 +11,11 @@
 
 #include <pcap/usb.h>
 
+#include <pcap/pcap.h>
+#include <unistd.h>
+
 #include "usbgate.h"
+#include "usbmon-session.h"
 #include "usbredir-packets.h"
 
 #define G UG_DIR_G2H
@@ -529,9 +533,108 @@ static void test_address(void **state)
 	ug_usbmon_free(NULL);
 }
 
+/*
+ * The realistic session through the whole output path, read back with
+ * libpcap: every completion follows its own submit (same URB id, bus,
+ * device and endpoint), nothing stays outstanding, and the raw file gives
+ * back every packet.
+ */
+static void test_realistic_session_pairs(void **state)
+{
+	char mon_path[256], raw_path[256];
+	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	struct session_stats st;
+	char errbuf[PCAP_ERRBUF_SIZE];
+	struct pcap_pkthdr *h;
+	const u_char *d;
+	pcap_t *p;
+	struct {
+		uint8_t key[12]; /* id, epnum, devnum, busnum */
+	} open_urbs[64];
+	int nopen = 0, records = 0;
+	ug_raw_reader *rd;
+	struct ug_raw_record rec;
+	unsigned raw_packets = 0;
+
+	snprintf(mon_path, sizeof(mon_path), "%s/ug-test-usbmon-%ld.pcap", dir, (long)getpid());
+	snprintf(raw_path, sizeof(raw_path), "%s/ug-test-usbmon-raw-%ld.pcap", dir, (long)getpid());
+	assert_int_equal(usbmon_session_write(mon_path, raw_path, NULL, NULL, &st), 0);
+	assert_int_equal(st.notices, 0);
+	assert_int_equal(st.submits, st.completions);
+	assert_int_equal(st.submits, st.data_requests + st.stream_packets + st.synthesized);
+	assert_int_equal(st.capped, 1);
+
+	p = pcap_open_offline_with_tstamp_precision(mon_path, PCAP_TSTAMP_PRECISION_NANO, errbuf);
+	assert_non_null(p);
+	while (pcap_next_ex(p, &h, &d) == 1) {
+		uint8_t key[12];
+		int found = -1;
+
+		records++;
+		memcpy(key, d, 8);
+		memcpy(key + 8, d + 10, 4);
+		for (int i = 0; i < nopen; i++)
+			if (memcmp(open_urbs[i].key, key, 12) == 0)
+				found = i;
+		if (d[8] == 'S') {
+			assert_int_equal(found, -1);
+			assert_true(nopen < 64);
+			memcpy(open_urbs[nopen++].key, key, 12);
+		} else {
+			assert_int_equal(d[8], 'C');
+			assert_true(found >= 0);
+			open_urbs[found] = open_urbs[--nopen];
+		}
+		assert_true(h->caplen <= UG_USBMON_MAX_RECORD);
+	}
+	pcap_close(p);
+	assert_int_equal(nopen, 0);
+	assert_int_equal(records, st.submits + st.completions);
+
+	rd = ug_raw_reader_new();
+	assert_int_equal(ug_raw_reader_open(rd, raw_path), 0);
+	while (ug_raw_reader_next(rd, &rec) == 1) {
+		assert_true(rec.len >= 12);
+		raw_packets++;
+	}
+	assert_int_equal(raw_packets, st.packets);
+	assert_true(st.raw_records > st.packets); /* the 512 KiB read is fragmented */
+	ug_raw_reader_free(rd);
+	unlink(mon_path);
+	unlink(raw_path);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_rig, teardown_rig)
 
-int main(void)
+/* "--write-session DIR" writes the session for the tshark integration test. */
+static int write_session(const char *dir)
+{
+	char mon[512], raw[512], txt[512], js[512];
+	struct session_stats st;
+	FILE *text, *json;
+	int rc;
+
+	snprintf(mon, sizeof(mon), "%s/session.pcap", dir);
+	snprintf(raw, sizeof(raw), "%s/session-raw.pcap", dir);
+	snprintf(txt, sizeof(txt), "%s/session.txt", dir);
+	snprintf(js, sizeof(js), "%s/session.json", dir);
+	text = fopen(txt, "w");
+	json = fopen(js, "w");
+	if (!text || !json)
+		return 1;
+	rc = usbmon_session_write(mon, raw, text, json, &st);
+	fclose(text);
+	fclose(json);
+	if (rc != 0)
+		return 1;
+	printf("packets=%u\ndata_requests=%u\nstream_packets=%u\nsynthesized=%u\n"
+	       "submits=%u\ncompletions=%u\ncapped=%u\nraw_records=%u\nnotices=%u\n",
+	       st.packets, st.data_requests, st.stream_packets, st.synthesized, st.submits,
+	       st.completions, st.capped, st.raw_records, st.notices);
+	return 0;
+}
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_control_in_submit_and_completion),
@@ -546,7 +649,11 @@ int main(void)
 		T(test_urb_ids_unique_while_outstanding),
 		T(test_abandon_and_notices),
 		T(test_address),
+		cmocka_unit_test(test_realistic_session_pairs),
 	};
+
+	if (argc == 3 && strcmp(argv[1], "--write-session") == 0)
+		return write_session(argv[2]);
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

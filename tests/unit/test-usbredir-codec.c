@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "usbgate.h"
+#include "usbredir-codec.h"
 #include "usbredir-testgen.h"
 
 #define CAP(c) (1u << usb_redir_cap_##c)
@@ -315,6 +316,7 @@ static void test_every_type_every_caps(void **state)
 				/* Zero-copy: a packet whole in the buffer is a view into it. */
 				assert_ptr_equal(out.raw, buf);
 				assert_int_equal(out.raw_len, len);
+				assert_int_equal(ug_usbredir_session_held(s, (enum ug_dir)dir), 0);
 				assert_int_equal(ug_usbredir_encode(caps, &out, buf + len, sizeof(buf) - len,
 								    &len2), 0);
 				assert_int_equal(len2, len);
@@ -423,11 +425,14 @@ static void test_split_packet_assembled(void **state)
 	assert_int_equal(ug_usbredir_session_feed(s, UG_DIR_G2H, str.b + 50, str.len - 50), 0);
 	assert_int_equal(ug_usbredir_session_next(s, UG_DIR_G2H, &out), 1);
 	assert_true(out.raw < str.b || out.raw >= str.b + str.len);
+	/* Only the split packet was copied, not the whole one after it. */
+	assert_int_equal(ug_usbredir_session_held(s, UG_DIR_G2H), first);
 	assert_memory_equal(out.raw, str.b, first);
 	assert_int_equal(out.data_len, 100);
 	assert_true(out.offset == 80);
 	assert_int_equal(ug_usbredir_session_next(s, UG_DIR_G2H, &out), 1);
 	assert_ptr_equal(out.raw, str.b + first);
+	assert_int_equal(ug_usbredir_session_held(s, UG_DIR_G2H), 0);
 	assert_true(out.offset == 80 + first);
 	assert_int_equal(ug_usbredir_session_next(s, UG_DIR_G2H, &out), 0);
 	assert_true(ug_usbredir_session_offset(s, UG_DIR_G2H) == 80 + str.len);
@@ -451,6 +456,8 @@ static void test_too_big_is_skipped(void **state)
 	s_raw(&str, 0, usb_redir_reset, 0, 4, NULL, 0);
 	for (size_t i = 0; i < str.len; i++) {
 		assert_int_equal(ug_usbredir_session_feed(s, UG_DIR_G2H, str.b + i, 1), 0);
+		/* Never more than a header is held: the body is not buffered. */
+		assert_true(ug_usbredir_session_held(s, UG_DIR_G2H) < 12);
 		while ((r = ug_usbredir_session_next(s, UG_DIR_G2H, &out)) != 0) {
 			if (r == UG_E_TOOBIG) {
 				errors++;
@@ -965,6 +972,134 @@ static void test_feed_without_drain(void **state)
 	free(str.b);
 }
 
+/* Feeding without next() in between holds the bytes, but not beyond the limit. */
+static void test_feed_without_next_is_bounded(void **state)
+{
+	ug_usbredir_session *s = session_with(0, 0);
+	uint8_t junk[80];
+
+	memset(junk, 0, sizeof(junk));
+	assert_int_equal(ug_usbredir_session_set_max_packet(s, 100), 0);
+	assert_int_equal(ug_usbredir_session_feed(s, UG_DIR_G2H, junk, sizeof(junk)), 0);
+	assert_int_equal(ug_usbredir_session_feed(s, UG_DIR_G2H, junk, sizeof(junk)), 0);
+	assert_int_equal(ug_usbredir_session_feed(s, UG_DIR_G2H, junk, sizeof(junk)), UG_E_STATE);
+	assert_string_equal(ug_usbredir_session_errmsg(s),
+			    "guest->host offset 80: 80 bytes held and 80 more fed without next() "
+			    "in between, limit 116");
+	ug_usbredir_session_free(s);
+}
+
+/* Before the sender's hello, packets decode with no caps, as libusbredirparser does. */
+static void test_before_sender_hello(void **state)
+{
+	ug_usbredir_session *s = ug_usbredir_session_new();
+	struct stream g = { 0 }, h = { 0 };
+	struct ug_usbredir_packet p, out;
+	uint8_t data[3] = { 7, 8, 9 };
+
+	hello_pkt(&p, 0xff);
+	s_enc(&h, 0, &p);
+	assert_int_equal(ug_usbredir_session_feed(s, UG_DIR_H2G, h.b, h.len), 0);
+	assert_int_equal(ug_usbredir_session_next(s, UG_DIR_H2G, &out), 1);
+	mk(&p, usb_redir_bulk_packet, data, 3);
+	p.h.bulk_packet.endpoint = 0x01;
+	p.h.bulk_packet.length = 3;
+	s_enc(&g, 0, &p);
+	assert_int_equal(g.len, 12 + 8 + 3);
+	assert_int_equal(ug_usbredir_session_feed(s, UG_DIR_G2H, g.b, g.len), 0);
+	assert_int_equal(ug_usbredir_session_next(s, UG_DIR_G2H, &out), 1);
+	assert_int_equal(out.type, usb_redir_bulk_packet);
+	assert_int_equal(out.data_len, 3);
+	assert_int_equal(ug_usbredir_session_caps_known(s), 0);
+	ug_usbredir_session_free(s);
+	free(g.b);
+	free(h.b);
+}
+
+static uint8_t *read_data(const char *name, size_t *ret_len)
+{
+	const char *src = getenv("UG_SRCDIR");
+	char path[4096];
+	uint8_t *b = malloc(1 << 16);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/tests/data/%s", src ? src : ".", name);
+	f = fopen(path, "rb");
+	assert_non_null(f);
+	assert_non_null(b);
+	*ret_len = fread(b, 1, 1 << 16, f);
+	fclose(f);
+	return b;
+}
+
+/* A real session: QEMU 7.2's usb-redir, SeaBIOS enumerating a keyboard (tests/data). */
+static void test_real_qemu_session(void **state)
+{
+	static const uint32_t g2h_types[] = { 0, 3, 3, 100, 100, 100, 6, 100, 100, 15 };
+	static const uint32_t h2g_types[] = { 0, 5, 4, 1, 100, 100, 100, 5, 4, 8, 100, 100, 17,
+					      103, 103, 103 };
+	ug_usbredir_session *s = ug_usbredir_session_new();
+	size_t glen, hlen;
+	uint8_t *g = read_data("usbredir-seabios-kbd.g2h", &glen);
+	uint8_t *h = read_data("usbredir-seabios-kbd.h2g", &hlen);
+	struct events ev[2] = { { 0 }, { 0 } };
+
+	/* The guest's stream first, whole: it waits for the host's hello, then comes out. */
+	decode_chunked(s, UG_DIR_G2H, g, glen, glen, 0, &ev[0]);
+	assert_int_equal(ev[0].n, 1);
+	decode_chunked(s, UG_DIR_H2G, h, hlen, 5, 0, &ev[1]);
+	decode_chunked(s, UG_DIR_G2H, NULL, 0, 1, 0, &ev[0]);
+	assert_int_equal(ug_usbredir_session_caps(s), 0x7e);
+	assert_int_equal(ev[0].n, UG_NELEMS(g2h_types));
+	assert_int_equal(ev[1].n, UG_NELEMS(h2g_types));
+	for (size_t i = 0; i < ev[0].n; i++) {
+		assert_int_equal(ev[0].e[i].rc, 1);
+		assert_int_equal(ev[0].e[i].p.type, g2h_types[i]);
+	}
+	for (size_t i = 0; i < ev[1].n; i++) {
+		assert_int_equal(ev[1].e[i].rc, 1);
+		assert_int_equal(ev[1].e[i].p.type, h2g_types[i]);
+	}
+	assert_string_equal(ev[0].e[0].p.h.hello.version, "qemu usb-redir guest 7.2.22");
+	assert_int_equal(ev[0].e[0].p.h.hello.caps[0], 0xff);
+	/* GET_DESCRIPTOR(device, 8) and its answer share the id QEMU picked. */
+	assert_int_equal(ev[0].e[3].p.h.control_packet.requesttype, 0x80);
+	assert_int_equal(ev[0].e[3].p.h.control_packet.request, 6);
+	assert_int_equal(ev[0].e[3].p.h.control_packet.value, 0x100);
+	assert_int_equal(ev[0].e[3].p.h.control_packet.length, 8);
+	assert_int_equal(ev[0].e[3].p.data_len, 0);
+	assert_true(ev[1].e[4].p.id == ev[0].e[3].p.id);
+	assert_int_equal(ev[1].e[4].p.data_len, 8);
+	assert_int_equal(ev[1].e[4].raw[16 + 10], 18); /* bLength of the device descriptor */
+	assert_int_equal(ev[0].e[6].p.h.set_configuration.configuration, 1);
+	assert_int_equal(ev[0].e[9].p.h.start_interrupt_receiving.endpoint, 0x81);
+	assert_int_equal(ev[1].e[1].p.raw_len, 16 + 160);
+	assert_int_equal(ev[1].e[1].p.h.ep_info.type[17], 3);
+	assert_int_equal(ev[1].e[1].p.h.ep_info.max_packet_size[17], 8);
+	assert_int_equal(ev[1].e[3].p.h.device_connect.vendor_id, 0x0627);
+	assert_int_equal(ev[1].e[3].p.h.device_connect.device_version_bcd, 0x0100);
+	assert_int_equal(ev[1].e[15].p.h.interrupt_packet.endpoint, 0x81);
+	assert_int_equal(ev[1].e[15].p.data_len, 8);
+	/* Every packet re-encodes to its bytes. */
+	for (int dir = 0; dir < 2; dir++) {
+		for (size_t i = 0; i < ev[dir].n; i++) {
+			struct ug_usbredir_packet *p = &ev[dir].e[i].p;
+			uint8_t buf[512];
+			size_t n = 0;
+
+			/* The views died with the fed buffers: point them into the copy. */
+			p->data = ev[dir].e[i].raw + p->raw_len - p->data_len;
+			assert_int_equal(ug_usbredir_encode(0x7e, p, buf, sizeof(buf), &n), 0);
+			assert_int_equal(n, ev[dir].e[i].p.raw_len);
+			assert_memory_equal(buf, ev[dir].e[i].raw, n);
+		}
+		ev_free(&ev[dir]);
+	}
+	ug_usbredir_session_free(s);
+	free(g);
+	free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -988,6 +1123,9 @@ int main(void)
 		cmocka_unit_test(test_encode_errors),
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_feed_without_drain),
+		cmocka_unit_test(test_before_sender_hello),
+		cmocka_unit_test(test_feed_without_next_is_bounded),
+		cmocka_unit_test(test_real_qemu_session),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

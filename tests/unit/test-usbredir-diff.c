@@ -603,9 +603,60 @@ struct round_cfg {
 	int packets;
 	int bad_percent;
 	uint32_t max_data;
+	/* The guest's hello is left out: its packets go with no caps and 32-bit ids. */
+	int no_guest_hello;
 };
 
-static unsigned long long total_packets, total_errors;
+static unsigned long long total_packets, total_errors, total_acks;
+
+/*
+ * With UG_WRITE_CORPUS=DIR the generated streams are also written as seeds
+ * for fuzz-usbredir (4 control bytes, then the stream; see fuzz-usbredir.c).
+ */
+static const char *corpus_dir;
+static int seed_no;
+
+static void write_seed(const char *kind, const uint8_t ctl[4], const uint8_t *b, size_t len)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s-%02d", corpus_dir, kind, seed_no);
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(ctl, 1, 4, f), 4);
+	assert_int_equal(fwrite(b, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void write_seeds(const struct bytes *stream, uint32_t gown, uint32_t hown, uint32_t caps,
+			int bad)
+{
+	const char *tag = bad ? "malformed" : "libusbredirparser";
+	char kind[64];
+	uint8_t ctl[4];
+	size_t hello_len = 12 + 64 + 4;
+
+	/* Each direction from its hello, the other side's hello fed by the target. */
+	ctl[0] = (uint8_t)gown;
+	ctl[1] = (uint8_t)hown;
+	ctl[2] = 0;
+	ctl[3] = (uint8_t)seed_no;
+	snprintf(kind, sizeof(kind), "g2h-%s", tag);
+	write_seed(kind, ctl, stream[0].b, stream[0].len);
+	ctl[0] = (uint8_t)hown;
+	ctl[1] = (uint8_t)gown;
+	ctl[2] = 0x02;
+	snprintf(kind, sizeof(kind), "h2g-%s", tag);
+	write_seed(kind, ctl, stream[1].b, stream[1].len);
+	/* The same after the hellos, as a capture that starts mid-stream. */
+	ctl[0] = (uint8_t)caps;
+	ctl[2] = 0x01 | (seed_no % 2 ? 0x02 : 0) | (seed_no % 3 ? 0 : 0x04);
+	snprintf(kind, sizeof(kind), "midstream-%s", tag);
+	const struct bytes *b = &stream[seed_no % 2];
+	write_seed(kind, ctl, b->b + hello_len, b->len - hello_len);
+	seed_no++;
+}
 
 /* Rounds per test: about 150 packets each, a few seconds in all. */
 #define ROUNDS 640
@@ -638,15 +689,23 @@ static void one_round(uint64_t *st, const struct round_cfg *cfg)
 	strcpy(p.h.hello.version, "usbgate diff host");
 	p.h.hello.caps[0] = hown;
 	encode_checked(caps, &p, &htx, &stream[UG_DIR_H2G]);
-	lib_read_all(&gtx, stream[UG_DIR_H2G].b, stream[UG_DIR_H2G].len, 0);
 	lib_read_all(&htx, stream[UG_DIR_G2H].b, stream[UG_DIR_G2H].len, 0);
-	DIFF_ASSERT(lib_caps(gtx.p) == caps && lib_caps(htx.p) == caps,
-		    "negotiation: lib %x/%x, expected %x", lib_caps(gtx.p), lib_caps(htx.p), caps);
+	if (cfg->no_guest_hello) {
+		/* The guest parser never hears from the host, so it sends with no caps. */
+		stream[UG_DIR_G2H].len = 0;
+		caps = 0;
+	} else {
+		lib_read_all(&gtx, stream[UG_DIR_H2G].b, stream[UG_DIR_H2G].len, 0);
+		DIFF_ASSERT(lib_caps(gtx.p) == caps && lib_caps(htx.p) == caps,
+			    "negotiation: lib %x/%x, expected %x", lib_caps(gtx.p),
+			    lib_caps(htx.p), caps);
+	}
 
 	for (int i = 0; i < cfg->packets; i++) {
-		enum ug_dir dir = (enum ug_dir)tg_below(st, 2);
+		enum ug_dir dir = cfg->no_guest_hello ? UG_DIR_G2H : (enum ug_dir)tg_below(st, 2);
 		struct lib *tx = dir == UG_DIR_G2H ? &gtx : &htx;
-		uint32_t receiver = dir == UG_DIR_G2H ? hown : gown;
+		/* Without peer caps libusbredirparser sends no cap-gated types. */
+		uint32_t receiver = cfg->no_guest_hello ? 0 : dir == UG_DIR_G2H ? hown : gown;
 		uint32_t t = tg_random_type(st, dir, receiver);
 		unsigned hdr = tg_cap(caps, usb_redir_cap_64bits_ids) ? 16 : 12;
 
@@ -693,6 +752,9 @@ static void one_round(uint64_t *st, const struct round_cfg *cfg)
 		}
 	}
 
+	if (corpus_dir)
+		write_seeds(stream, gown, hown, caps, cfg->bad_percent);
+
 	/* Receivers: libusbredirparser in each role, random read sizes. */
 	lib_init(&hrx, 1, cfg->hcaps, tg_rand(st));
 	lib_init(&grx, 0, cfg->gcaps, tg_rand(st));
@@ -700,6 +762,45 @@ static void one_round(uint64_t *st, const struct round_cfg *cfg)
 		     tg_below(st, 2) ? 1 + tg_below(st, 300) : 0);
 	lib_read_all(&grx, stream[UG_DIR_H2G].b, stream[UG_DIR_H2G].len,
 		     tg_below(st, 2) ? 1 + tg_below(st, 300) : 0);
+
+	/*
+	 * libusbredirparser has no send function for device_disconnect_ack: the
+	 * guest parser queues one per device_disconnect when the host announced
+	 * the cap. Our encoder must write the same bytes as those.
+	 */
+	if (!cfg->no_guest_hello) {
+		struct bytes want = { 0 };
+		size_t acks = 0;
+
+		memset(&p, 0, sizeof(p));
+		p.type = usb_redir_hello;
+		p.h.hello.caps_count = 1;
+		strcpy(p.h.hello.version, "usbgate diff guest");
+		p.h.hello.caps[0] = gown;
+		uint8_t hb[12 + 64 + 4];
+		size_t hn = 0;
+		assert_int_equal(ug_usbredir_encode(caps, &p, hb, sizeof(hb), &hn), 0);
+		b_put(&want, hb, hn);
+		lib_flush(&grx);
+		for (size_t i = 0; i < grx.ev.n; i++)
+			acks += !grx.ev.e[i].err && grx.ev.e[i].type == usb_redir_device_disconnect;
+		if (!tg_cap(hown, usb_redir_cap_device_disconnect_ack))
+			acks = 0;
+		total_acks += acks;
+		memset(&p, 0, sizeof(p));
+		p.type = usb_redir_device_disconnect_ack;
+		for (size_t i = 0; i < acks; i++) {
+			uint8_t buf[16];
+			size_t n = 0;
+
+			assert_int_equal(ug_usbredir_encode(caps, &p, buf, sizeof(buf), &n), 0);
+			b_put(&want, buf, n);
+		}
+		DIFF_ASSERT(grx.out.len == want.len && memcmp(grx.out.b, want.b, want.len) == 0,
+			    "device_disconnect_ack: libusbredirparser wrote %zu bytes, we %zu",
+			    grx.out.len, want.len);
+		free(want.b);
+	}
 
 	/* Our session: both directions interleaved in random chunks. */
 	ug_usbredir_session *s = ug_usbredir_session_new();
@@ -724,6 +825,7 @@ static void one_round(uint64_t *st, const struct round_cfg *cfg)
 	ours_take(s, UG_DIR_H2G, &o);
 	DIFF_ASSERT(ug_usbredir_session_caps(s) == caps, "session caps %x, expected %x",
 		    ug_usbredir_session_caps(s), caps);
+	DIFF_ASSERT(ug_usbredir_session_caps_known(s) == !cfg->no_guest_hello, "caps_known");
 	for (int dir = 0; dir < 2; dir++)
 		DIFF_ASSERT(ug_usbredir_session_offset(s, (enum ug_dir)dir) <= stream[dir].len,
 			    "offset past the stream");
@@ -765,6 +867,7 @@ static void test_diff_valid_streams(void **state)
 	cur_seed = base_seed();
 	total_packets = 0;
 	total_errors = 0;
+	total_acks = 0;
 	for (cur_round = 0; cur_round < ROUNDS; cur_round++) {
 		uint64_t st = cur_seed * 1000003u + (uint64_t)cur_round * 7919u + 1;
 		struct round_cfg cfg;
@@ -783,9 +886,13 @@ static void test_diff_valid_streams(void **state)
 		cfg.packets = 150;
 		cfg.bad_percent = 0;
 		cfg.max_data = cur_round % 8 == 0 ? TG_MAX_DATA : 2048;
+		cfg.no_guest_hello = 0;
 		one_round(&st, &cfg);
 	}
-	print_message("# %llu packets decoded identically (seed %llu)\n", total_packets, cur_seed);
+	print_message("# %llu packets decoded identically, %llu disconnect acks encoded as "
+		      "libusbredirparser queues them (seed %llu)\n", total_packets, total_acks,
+		      cur_seed);
+	assert_true(total_acks > 100);
 	assert_true(total_errors == 0);
 	assert_true(total_packets > 80000);
 }
@@ -805,6 +912,7 @@ static void test_diff_malformed_streams(void **state)
 		cfg.packets = 150;
 		cfg.bad_percent = 25;
 		cfg.max_data = 1024;
+		cfg.no_guest_hello = cur_round % 10 == 9;
 		one_round(&st, &cfg);
 	}
 	print_message("# %llu events (%llu of them rejections) identical (seed %llu)\n",
@@ -871,12 +979,100 @@ static void test_diff_over_limit(void **state)
 	lib_free(&hrx);
 }
 
+static uint8_t *read_data(const char *name, size_t *ret_len)
+{
+	const char *src = getenv("UG_SRCDIR");
+	char path[4096];
+	uint8_t *b = malloc(1 << 16);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/tests/data/%s", src ? src : ".", name);
+	f = fopen(path, "rb");
+	assert_non_null(f);
+	assert_non_null(b);
+	*ret_len = fread(b, 1, 1 << 16, f);
+	fclose(f);
+	return b;
+}
+
+/* A real QEMU session (tests/data/usbredir-seabios-kbd.*), in every chunking. */
+static void test_diff_real_qemu_session(void **state)
+{
+	size_t glen, hlen;
+	uint8_t *g = read_data("usbredir-seabios-kbd.g2h", &glen);
+	uint8_t *h = read_data("usbredir-seabios-kbd.h2g", &hlen);
+
+	cur_seed = 0;
+	for (cur_round = 1; cur_round < 40; cur_round++) {
+		struct lib hrx, grx;
+		struct ours o;
+		ug_usbredir_session *s = ug_usbredir_session_new();
+		size_t pos[2] = { 0, 0 }, len[2] = { glen, hlen };
+		const uint8_t *b[2] = { g, h };
+		uint64_t st = (uint64_t)cur_round;
+
+		memset(&o, 0, sizeof(o));
+		/* The receivers announce what the real peers announced. */
+		lib_init(&hrx, 1, 0x7e, st);
+		lib_init(&grx, 0, 0xff, st);
+		lib_read_all(&hrx, g, glen, (unsigned)cur_round);
+		lib_read_all(&grx, h, hlen, (unsigned)cur_round);
+		while (pos[0] < len[0] || pos[1] < len[1]) {
+			enum ug_dir dir = (enum ug_dir)tg_below(&st, 2);
+			size_t n = (size_t)cur_round;
+
+			if (pos[dir] >= len[dir])
+				dir = (enum ug_dir)!dir;
+			if (n > len[dir] - pos[dir])
+				n = len[dir] - pos[dir];
+			assert_int_equal(ug_usbredir_session_feed(s, dir, b[dir] + pos[dir], n), 0);
+			pos[dir] += n;
+			ours_take(s, dir, &o);
+			ours_take(s, (enum ug_dir)!dir, &o);
+		}
+		compare(&hrx.ev, &o.ev[UG_DIR_G2H], "guest->host");
+		compare(&grx.ev, &o.ev[UG_DIR_H2G], "host->guest");
+		assert_int_equal(o.ev[UG_DIR_G2H].n, 10);
+		assert_int_equal(o.ev[UG_DIR_H2G].n, 16);
+		ug_usbredir_session_free(s);
+		evs_free(&o.ev[0]);
+		evs_free(&o.ev[1]);
+		lib_free(&hrx);
+		lib_free(&grx);
+	}
+	free(g);
+	free(h);
+}
+
+/* Writes fuzz seeds instead of testing: small streams, some malformed. */
+static int make_corpus(const char *dir)
+{
+	corpus_dir = dir;
+	for (cur_round = 0; cur_round < 16; cur_round++) {
+		uint64_t st = 0xc0de + (uint64_t)cur_round;
+		struct round_cfg cfg;
+
+		cfg.gcaps = cur_round < 4 ? 0xff : (uint32_t)tg_rand(&st) & ALL_CAPS;
+		cfg.hcaps = cur_round < 4 ? 0xff : (uint32_t)tg_rand(&st) & ALL_CAPS;
+		cfg.packets = 24;
+		cfg.bad_percent = cur_round % 4 == 3 ? 30 : 0;
+		cfg.max_data = 256;
+		cfg.no_guest_hello = 0;
+		one_round(&st, &cfg);
+	}
+	return 0;
+}
+
 int main(void)
 {
+	if (getenv("UG_WRITE_CORPUS"))
+		return make_corpus(getenv("UG_WRITE_CORPUS"));
+
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_diff_valid_streams),
 		cmocka_unit_test(test_diff_malformed_streams),
 		cmocka_unit_test(test_diff_over_limit),
+		cmocka_unit_test(test_diff_real_qemu_session),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

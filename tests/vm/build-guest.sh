@@ -57,7 +57,7 @@ pick_kver() {
 			return
 		fi
 	done
-	die "no kernel with /boot/vmlinuz-V and /lib/modules/V: install linux-image-amd64"
+	die "no readable /boot/vmlinuz-V with /lib/modules/V: install linux-image-amd64 (and make /boot/vmlinuz-* readable)"
 }
 
 # Prints the absolute paths of the shared libraries and the loader of an ELF file.
@@ -112,8 +112,9 @@ build_base() {
 	bb=$(command -v busybox) || die "busybox not found: install busybox-static"
 	mkdir -p "$cache"
 
-	# The kernel has its own key: it is big and changes rarely.
-	kkey=$(cat "$vmlinuz" "$here/ugvm.py" | sha256sum | cut -c1-16)
+	# The kernel has its own key: it is big and changes rarely. Bump the
+	# "extract" tag when ugvm.py's extraction changes what it writes.
+	kkey=$( (echo extract-1; cat "$vmlinuz") | sha256sum | cut -c1-16)
 	vmlinux=$cache/vmlinux-$kver-$kkey
 	mlist=$( (for m in $mods_all; do echo "$m"; done) | sort -u)
 	modpaths=$($ugvm moddeps "$mdir" $mlist)
@@ -151,10 +152,10 @@ build_base() {
 			mkdir -p "$stage$mdir/$(dirname "$m")"
 			cp "$mdir/$m" "$stage$mdir/$m"
 		done
-		for role in device consumer; do
-			eval "names=\$mods_$role"
-			$ugvm moddeps "$mdir" $names | sed "s|^|$mdir/|" >"$stage/etc/ug/modules.$role"
-		done
+		# shellcheck disable=SC2086
+		$ugvm moddeps "$mdir" $mods_device | sed "s|^|$mdir/|" >"$stage/etc/ug/modules.device"
+		# shellcheck disable=SC2086
+		$ugvm moddeps "$mdir" $mods_consumer | sed "s|^|$mdir/|" >"$stage/etc/ug/modules.consumer"
 		for p in $progs; do
 			stage_prog "$stage" "$p" "$p"
 		done
@@ -165,6 +166,15 @@ build_base() {
 		rm -rf "$stage"
 		trap - EXIT
 	fi
+	# Old entries (from older sources) are pruned: the newest two of each
+	# kind stay, so two configurations in turn do not rebuild each other.
+	for kind in vmlinux- initrd-base-; do
+		# shellcheck disable=SC2012
+		ls -t "$cache" | grep "^$kind" | tail -n +3 | while read -r old; do
+			rm -f "$cache/$old"
+		done
+	done
+	touch "$vmlinux" "$initrd"
 	exec 9>&-
 	echo "UG_VM_KERNEL=$vmlinux"
 	echo "UG_VM_INITRD=$initrd"

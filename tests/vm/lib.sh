@@ -23,6 +23,7 @@ UG_VM_DIR=$UG_SRCDIR/tests/vm
 UG_VM_TIMEOUT=${UG_VM_TIMEOUT:-300}
 UG_VM_MEM=${UG_VM_MEM:-256M}
 UG_QEMU=${UG_QEMU:-qemu-system-x86_64}
+UG_TEST_TIMEOUT=${UG_TEST_TIMEOUT:-240}
 export UG_SRCDIR UG_BUILDDIR
 
 _ug_name=$(basename "$0" .sh)
@@ -134,6 +135,10 @@ _ug_cleanup() {
 	for _f in "$UG_VM_WORK"/*.pid; do
 		[ -f "$_f" ] && ug_kill_pidfile "$_f"
 	done
+	if [ -f "$UG_VM_WORK/watchdog-fired" ]; then
+		echo "Bail out! $_ug_name ran longer than UG_TEST_TIMEOUT=${UG_TEST_TIMEOUT}s"
+		_rc=1
+	fi
 	if [ $_ug_tap_failed -gt 0 ] || [ $_rc -ne 0 ] || [ "${UG_VM_KEEP:-0}" = 1 ]; then
 		for _d in "$UG_VM_WORK"/vm-*; do
 			[ -f "$_d/console.log" ] || continue
@@ -150,11 +155,36 @@ _ug_cleanup() {
 trap _ug_cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
+# The whole test is bounded too: after UG_TEST_TIMEOUT seconds (0: never) a
+# watchdog sends TERM to the test, whose EXIT trap then kills everything.
+if [ "$UG_TEST_TIMEOUT" -gt 0 ]; then
+	(
+		trap 'kill $_s 2>/dev/null; exit 0' TERM
+		sleep "$UG_TEST_TIMEOUT" &
+		_s=$!
+		wait $_s || exit 0
+		: >"$UG_VM_WORK/watchdog-fired"
+		kill -TERM $$
+	) </dev/null >/dev/null 2>&1 &
+	echo $! >"$UG_VM_WORK/watchdog.pid"
+fi
+
+# ug_require CMD PACKAGE...: fails the test (Bail out) when a peer is missing.
+ug_require() {
+	while [ $# -ge 2 ]; do
+		command -v "$1" >/dev/null 2>&1 ||
+			tap_bail "$1 not found: install the Debian package $2 (scripts/setup does)"
+		shift 2
+	done
+}
+
 # ---- guest -----------------------------------------------------------------------
 
 # vm_guest: builds or finds the cached base guest; sets UG_VM_KERNEL, UG_VM_INITRD.
 vm_guest() {
 	[ -n "${UG_VM_KERNEL:-}" ] && [ -n "${UG_VM_INITRD:-}" ] && return 0
+	ug_require "$UG_QEMU" qemu-system-x86 python3 python3 busybox busybox-static \
+		usbredirect usbredirect timeout coreutils flock util-linux ldd libc-bin
 	_out=$(sh "$UG_VM_DIR/build-guest.sh" base) || return 1
 	eval "$_out"
 	export UG_VM_KERNEL UG_VM_INITRD
@@ -167,8 +197,15 @@ vm_disk_image() { python3 "$UG_VM_DIR/ugvm.py" disk "$1" "$2"; }
 # vm_dir NAME: the VM's directory (console.log, qmp.sock, pid, ...).
 vm_dir() { echo "$UG_VM_WORK/vm-$1"; }
 vm_log() { echo "$UG_VM_WORK/vm-$1/console.log"; }
-# vm_port NAME: the host port forwarded to a device VM's exporter.
-vm_port() { cat "$UG_VM_WORK/vm-$1/hostport"; }
+# vm_port NAME [GUESTPORT]: the host port forwarded to a device VM's exporter
+# (or to GUESTPORT, for ports added with --fwd).
+vm_port() {
+	if [ -n "${2:-}" ]; then
+		cat "$UG_VM_WORK/vm-$1/hostport-$2"
+	else
+		cat "$UG_VM_WORK/vm-$1/hostport"
+	fi
+}
 
 # _vm_overlay DIR ENVFILE ITEM...: builds DIR/overlay.cpio.gz with the guest
 # scripts, /ug/env and the items (see build-guest.sh overlay).
@@ -188,20 +225,34 @@ _vm_launch() {
 	_role=$2
 	shift 2
 	_dir=$(vm_dir "$_name")
-	cat "$UG_VM_INITRD" "$_dir/overlay.cpio.gz" >"$_dir/initrd.gz"
 	_accel="-accel tcg"
 	[ "${UG_VM_KVM:-0}" = 1 ] && _accel="-accel kvm -cpu host"
+	# no_timer_check: on a loaded host a TCG guest can miss the IO-APIC
+	# timer check and panic ("IO-APIC + timer doesn't work!").
 	_klog="quiet loglevel=3"
 	[ -n "${UG_VM_LOGLEVEL:-}" ] && _klog="loglevel=$UG_VM_LOGLEVEL"
-	# shellcheck disable=SC2086
-	set -- $_accel -m "$UG_VM_MEM" -smp 1 -nodefaults -no-user-config \
-		-display none -no-reboot -name "ug-$_name" \
-		-kernel "$UG_VM_KERNEL" -initrd "$_dir/initrd.gz" \
-		-append "console=ttyS0 $_klog panic=-1 ug.role=$_role ${UG_VM_APPEND:-}" \
-		-serial "file:$_dir/console.log" \
-		-qmp "unix:$_dir/qmp.sock,server=on,wait=off" \
-		-pidfile "$_dir/qemu.pid" \
-		-device qemu-xhci,id=xhci "$@"
+	if [ "$_role" = bios ]; then
+		# No guest OS: SeaBIOS's own log (it enumerates USB keyboards and
+		# disks at start) goes to the console file through the debug port.
+		# shellcheck disable=SC2086
+		set -- $_accel -m "$UG_VM_MEM" -smp 1 -nodefaults -no-user-config \
+			-display none -no-reboot -name "ug-$_name" \
+			-debugcon "file:$_dir/console.log" -global isa-debugcon.iobase=0x402 \
+			-qmp "unix:$_dir/qmp.sock,server=on,wait=off" \
+			-pidfile "$_dir/qemu.pid" \
+			-device qemu-xhci,id=xhci "$@"
+	else
+		cat "$UG_VM_INITRD" "$_dir/overlay.cpio.gz" >"$_dir/initrd.gz"
+		# shellcheck disable=SC2086
+		set -- $_accel -m "$UG_VM_MEM" -smp 1 -nodefaults -no-user-config \
+			-display none -no-reboot -name "ug-$_name" \
+			-kernel "$UG_VM_KERNEL" -initrd "$_dir/initrd.gz" \
+			-append "console=ttyS0 $_klog panic=-1 no_timer_check ug.role=$_role ${UG_VM_APPEND:-}" \
+			-serial "file:$_dir/console.log" -serial "file:$_dir/ttyS1.out" \
+			-qmp "unix:$_dir/qmp.sock,server=on,wait=off" \
+			-pidfile "$_dir/qemu.pid" \
+			-device qemu-xhci,id=xhci "$@"
+	fi
 	echo "$UG_QEMU $*" >"$_dir/cmdline"
 	ug_now >"$_dir/start"
 	: >"$_dir/console.log"
@@ -232,6 +283,12 @@ _vm_env() {
 #                       read it back with vm_port NAME)
 #   --no-listen         the exporter does not listen (it connects out):
 #                       READY is printed at once
+#   --fwd GUESTPORT     forward one more guest port (host port from a free
+#                       one: vm_port NAME GUESTPORT); repeatable
+#   --guestfwd PORT     lets the guest connect out to 10.0.2.100:4000, which
+#                       QEMU forwards to 127.0.0.1:PORT on the host (for an
+#                       exporter in client mode, e.g. usbredirect --to
+#                       10.0.2.100:4000, against vm_consumer_start --listen PORT)
 #   --respawn           restart the exporter whenever it exits
 #   --files ITEM        overlay item (prog=, file=, dir=; see build-guest.sh)
 #   --env KEY=VALUE     variable for the guest scripts
@@ -242,9 +299,11 @@ vm_device_start() {
 	_name=$1
 	shift
 	_disk="" _exp="" _id=46f4:0001 _gport=4000 _hport="" _listen=1 _respawn=0
-	_items="" _envs="" _qextra=""
+	_items="" _envs="" _qextra="" _gfwd="" _fwds=""
 	while [ $# -gt 0 ]; do
 		case $1 in
+		--guestfwd) _gfwd="$_gfwd,guestfwd=tcp:10.0.2.100:4000-tcp:127.0.0.1:$2"; shift ;;
+		--fwd) _fwds="$_fwds $2"; shift ;;
 		--disk) _disk=$2; shift ;;
 		--exporter) _exp=$2; shift ;;
 		--id) _id=$2; shift ;;
@@ -266,6 +325,12 @@ $2"; shift ;;
 	_dir=$(vm_dir "$_name")
 	mkdir -p "$_dir"
 	echo "$_hport" >"$_dir/hostport"
+	echo "$_hport" >"$_dir/hostport-$_gport"
+	for _gp in $_fwds; do
+		_hp=$(ug_free_port)
+		echo "$_hp" >"$_dir/hostport-$_gp"
+		_gfwd="$_gfwd,hostfwd=tcp:127.0.0.1:$_hp-:$_gp"
+	done
 	: >"$_dir/env"
 	_lp=$_gport
 	[ $_listen = 1 ] || _lp=""
@@ -279,7 +344,7 @@ $2"; shift ;;
 	# shellcheck disable=SC2086
 	_vm_overlay "$_dir" $_items || return 1
 	set -- \
-		-netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$_hport-:$_gport" \
+		-netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$_hport-:$_gport$_gfwd" \
 		-device virtio-net-pci,netdev=n0,romfile= \
 		-device usb-kbd,bus=xhci.0,id=kbd0 \
 		-chardev null,id=sernull -device usb-serial,bus=xhci.0,chardev=sernull,id=ser0,always-plugged=on
@@ -302,13 +367,21 @@ $2"; shift ;;
 #   --script NAME|PATH  guest script: storage, kbd (tests/vm/guest/NAME.sh),
 #                       a path, or none (default storage)
 #   --files ITEM, --env KEY=VALUE, --qemu "ARGS"  as for vm_device_start
+#   --bios-only         no Linux guest: SeaBIOS alone enumerates a keyboard
+#                       or disk (seconds, real control and bulk traffic); its
+#                       log is the console ("USB keyboard initialized",
+#                       "USB MSC vendor=..."); the redirection must be there
+#                       at start (--connect/--listen/--spice), and the VM
+#                       runs until vm_stop
 # The guest powers off when the script ends (UG-DONE rc=N).
 vm_consumer_start() {
 	_name=$1
 	shift
 	_chr="" _spice="" _sopts="" _pcap="" _script=storage _items="" _envs="" _qextra=""
+	_bios=0
 	while [ $# -gt 0 ]; do
 		case $1 in
+		--bios-only) _bios=1 ;;
 		--connect) _chr="socket,id=ur,host=127.0.0.1,port=$2"; shift ;;
 		--listen) _chr="socket,id=ur,host=127.0.0.1,port=$2,server=on,wait=off"; shift ;;
 		--spice) _spice=$2; _chr="spicevmc,id=ur,name=usbredir"; shift ;;
@@ -323,22 +396,24 @@ $2"; shift ;;
 		esac
 		shift
 	done
-	vm_guest || return 1
 	_dir=$(vm_dir "$_name")
 	mkdir -p "$_dir"
-	: >"$_dir/env"
-	(
-		IFS='
+	if [ $_bios = 0 ]; then
+		vm_guest || return 1
+		: >"$_dir/env"
+		(
+			IFS='
 '
-		for _kv in $_envs; do _vm_env "$_dir/env" "$_kv"; done
-	)
-	case $_script in
-	none) : >"$_dir/run" ;;
-	*/*) cp "$_script" "$_dir/run" ;;
-	*) echo ". /ug/guest/$_script.sh" >"$_dir/run" ;;
-	esac
-	# shellcheck disable=SC2086
-	_vm_overlay "$_dir" $_items || return 1
+			for _kv in $_envs; do _vm_env "$_dir/env" "$_kv"; done
+		)
+		case $_script in
+		none) : >"$_dir/run" ;;
+		*/*) cp "$_script" "$_dir/run" ;;
+		*) echo ". /ug/guest/$_script.sh" >"$_dir/run" ;;
+		esac
+		# shellcheck disable=SC2086
+		_vm_overlay "$_dir" $_items || return 1
+	fi
 	set --
 	if [ -n "$_spice" ]; then
 		set -- -spice "port=$_spice,addr=127.0.0.1,disable-ticketing=on$_sopts"
@@ -346,8 +421,10 @@ $2"; shift ;;
 	if [ -n "$_chr" ]; then
 		set -- "$@" -chardev "$_chr" -device "usb-redir,chardev=ur,id=redir0,bus=xhci.0$_pcap"
 	fi
+	_role=consumer
+	[ $_bios = 1 ] && _role=bios
 	# shellcheck disable=SC2086
-	_vm_launch "$_name" consumer "$@" $_qextra
+	_vm_launch "$_name" $_role "$@" $_qextra
 }
 
 # ---- watching and driving a VM -------------------------------------------------
@@ -382,6 +459,32 @@ vm_wait_for() {
 		fi
 		sleep 0.1
 	done
+}
+
+# vm_wait_count NAME REGEX N SECONDS: waits until N console lines match and
+# prints the Nth (for markers that repeat: a reboot, a respawned exporter).
+vm_wait_count() {
+	_dir=$(vm_dir "$1")
+	_end=$(($(date +%s) + $4))
+	while :; do
+		_c=$(grep -a -c -E -- "$2" "$_dir/console.log" 2>/dev/null)
+		if [ "${_c:-0}" -ge "$3" ]; then
+			ug_since "$(cat "$_dir/start")" >"$_dir/matched-at"
+			grep -a -E -- "$2" "$_dir/console.log" | sed -n "$3p" | tr -d '\r'
+			return 0
+		fi
+		vm_running "$1" || { echo "vm_wait_count $1: VM ended with $_c of $3 /$2/" >&2; return 2; }
+		[ "$(date +%s)" -ge "$_end" ] && { echo "vm_wait_count $1: $_c of $3 /$2/ after $4 s" >&2; return 1; }
+		sleep 0.1
+	done
+}
+
+# vm_exported NAME DIR: unpacks into DIR what the guest sent with ug_export
+# (a tar stream on its second serial port, $(vm_dir NAME)/ttyS1.out). Call it
+# after the guest printed UG-EXPORTED (or powered off).
+vm_exported() {
+	mkdir -p "$2"
+	tar -xf "$(vm_dir "$1")/ttyS1.out" -C "$2"
 }
 
 # vm_lines NAME REGEX: every console line matching REGEX (so far).
@@ -427,7 +530,20 @@ vm_qmp() {
 vm_hmp() { vm_qmp "$1" "$2"; }
 vm_info_usb() { vm_hmp "$1" "info usb"; }
 vm_sendkey() { vm_hmp "$1" "sendkey $2"; }
-vm_reset() { vm_hmp "$1" "system_reset"; }
+# vm_reset NAME [SECONDS]: a real reset, back to the guest's /init (waits
+# for its next UG-BOOT init line, default 120 s). -no-reboot turns resets
+# into exits, and after a reset SeaBIOS resets the machine twice more itself,
+# so the reboot action stays "reset" until /init runs again, then goes back
+# to "shutdown" so that guest reboots and panics still end QEMU.
+vm_reset() {
+	_n=$(vm_lines "$1" '^UG-BOOT init ' | wc -l)
+	vm_qmp "$1" '{"execute": "set-action", "arguments": {"reboot": "reset"}}' \
+		'{"execute": "system_reset"}' >/dev/null || return 1
+	vm_wait_count "$1" '^UG-BOOT init ' $((_n + 1)) "${2:-120}" >/dev/null
+	_rc=$?
+	vm_qmp "$1" '{"execute": "set-action", "arguments": {"reboot": "shutdown"}}' >/dev/null
+	return $_rc
+}
 vm_device_add() { vm_hmp "$1" "device_add $2"; }
 vm_device_del() { vm_hmp "$1" "device_del $2"; }
 
@@ -436,7 +552,9 @@ vm_device_del() { vm_hmp "$1" "device_del $2"; }
 # this names the device, e.g. kbd0).
 vm_input_key() {
 	_ev='{"type": "key", "data": {"down": %s, "key": {"type": "qcode", "data": "%s"}}}'
+	# shellcheck disable=SC2059
 	_dn=$(printf "$_ev" true "$3")
+	# shellcheck disable=SC2059
 	_up=$(printf "$_ev" false "$3")
 	vm_qmp "$1" \
 		"{\"execute\": \"input-send-event\", \"arguments\": {\"device\": \"$2\", \"events\": [$_dn]}}" \

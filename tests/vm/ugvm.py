@@ -7,9 +7,10 @@
 #   moddeps MODULES_DIR NAME...  print the .ko paths (relative) in load order
 #   cpio STAGEDIR OUT            write a reproducible gzip'ed newc cpio of STAGEDIR
 #   disk OUT MIB                 write a self-identifying disk image of MIB MiB
-#   qmp SOCKET [--timeout S] JSON|HMP-COMMAND...
+#   qmp SOCKET [--timeout S] JSON|@event NAME|HMP-COMMAND...
 #                                run QMP commands (JSON objects) or HMP command lines
-#                                (anything not starting with '{') and print the results
+#                                (anything not starting with '{' or '@') and print the
+#                                results; "@event NAME" waits for that QMP event
 import gzip
 import hashlib
 import json
@@ -217,15 +218,29 @@ class Qmp:
         self.sock.settimeout(timeout)
         self.sock.connect(path)
         self.buf = b""
+        self.events = []
         greeting = self.read()
         if "QMP" not in greeting:
             die("QMP: unexpected greeting %r" % greeting)
         self.call({"execute": "qmp_capabilities"})
 
+    def wait_event(self, name):
+        """Returns the first event NAME seen since the connection opened."""
+        while True:
+            for i, ev in enumerate(self.events):
+                if ev.get("event") == name:
+                    return self.events.pop(i)
+            msg = self.read()
+            if "event" in msg:
+                self.events.append(msg)
+
     def read(self):
         while b"\n" not in self.buf:
             self.sock.settimeout(max(0.1, self.deadline - time.monotonic()))
-            chunk = self.sock.recv(65536)
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError as e:
+                die("QMP: %s" % e)
             if not chunk:
                 die("QMP: connection closed")
             self.buf += chunk
@@ -237,6 +252,7 @@ class Qmp:
         while True:
             msg = self.read()
             if "event" in msg:
+                self.events.append(msg)
                 continue
             if "error" in msg:
                 die("QMP %s: %s" % (obj.get("execute"), msg["error"].get("desc")))
@@ -250,9 +266,15 @@ def cmd_qmp(args):
         args = args[2:]
     if len(args) < 2:
         die("usage: qmp SOCKET [--timeout S] JSON|HMP-COMMAND...")
-    q = Qmp(args[0], timeout)
+    try:
+        q = Qmp(args[0], timeout)
+    except OSError as e:
+        die("QMP %s: %s" % (args[0], e))
     for c in args[1:]:
-        if c.lstrip().startswith("{"):
+        if c.startswith("@event "):
+            ev = q.wait_event(c.split(None, 1)[1])
+            print(json.dumps(ev, sort_keys=True))
+        elif c.lstrip().startswith("{"):
             ret = q.call(json.loads(c))
             print(json.dumps(ret, sort_keys=True))
         else:

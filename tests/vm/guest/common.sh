@@ -54,3 +54,12 @@ print_descriptors() {
 	done
 	echo "UG-DESC raw $(hexdump -v -e '1/1 "%02x"' "$d/descriptors")"
 }
+
+# ug_export PATH...: sends files to the host as one tar stream on the second
+# serial port (host: vm_exported NAME DIR), then prints UG-EXPORTED. Once per
+# boot: the host reads a single archive. Paths are stored relative to /.
+ug_export() {
+	stty -F /dev/ttyS1 raw -echo 2>/dev/null
+	(cd / && tar -cf - "$@") >/dev/ttyS1
+	echo "UG-EXPORTED $*"
+}

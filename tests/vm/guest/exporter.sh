@@ -8,7 +8,7 @@
 #                     one client a usbredirect serves is not used up by a probe).
 #                     Empty: READY right after the start.
 #   UG_RESPAWN        1: start the exporter again each time it exits
-#   UG_WAIT           seconds to wait for LISTEN (default 60)
+#   UG_WAIT           seconds to wait for LISTEN (default 120)
 # Lines printed:
 #   UG-DEVICES VID:PID ...           the USB devices this VM has
 #   UG-EXPORTER-START n=N            / UG-EXPORTER-READY n=N port=P uptime=S
@@ -40,7 +40,7 @@ while :; do
 		while ! listening "$UG_EXPORTER_PORT"; do
 			kill -0 $pid 2>/dev/null || break
 			i=$((i + 1))
-			[ $i -gt $((${UG_WAIT:-60} * 20)) ] && break
+			[ $i -gt $((${UG_WAIT:-120} * 20)) ] && break
 			sleep 0.05
 		done
 		listening "$UG_EXPORTER_PORT" &&

@@ -3,7 +3,7 @@
 #
 # Variables (set by the test in /ug/env):
 #   UG_USB_ID   vendor:product to wait for (default 0627:0001, QEMU's usb-kbd)
-#   UG_WAIT     seconds to wait for the device (default 60)
+#   UG_WAIT     seconds to wait for the device (default 120)
 #   UG_KBD_END  key code whose release ends the script (default 1, Esc)
 # Lines printed:
 #   UG-ENUM id=VID:PID path=SYSFS uptime=S, UG-DESC ... (see common.sh)
@@ -13,7 +13,7 @@
 . /ug/guest/common.sh
 
 id=${UG_USB_ID:-0627:0001}
-wait=${UG_WAIT:-60}
+wait=${UG_WAIT:-120}
 end=${UG_KBD_END:-1}
 
 usb=$(wait_usb_device "$id" "$wait") || {

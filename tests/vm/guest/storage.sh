@@ -3,7 +3,7 @@
 #
 # Variables (set by the test in /ug/env):
 #   UG_USB_ID       vendor:product to wait for (default 46f4:0001, QEMU's usb-storage)
-#   UG_WAIT         seconds to wait for the device and its disk (default 60)
+#   UG_WAIT         seconds to wait for the device and its disk (default 120)
 #   UG_WRITE_FILE   a file to write to the disk (default: none, read only)
 #   UG_WRITE_LBA    where to write it, in 512-byte sectors (default 2048)
 #   UG_READS        how many timed whole-disk reads (default 1)
@@ -17,7 +17,7 @@
 . /ug/guest/common.sh
 
 id=${UG_USB_ID:-46f4:0001}
-wait=${UG_WAIT:-60}
+wait=${UG_WAIT:-120}
 lba=${UG_WRITE_LBA:-2048}
 
 usb=$(wait_usb_device "$id" "$wait") || {
