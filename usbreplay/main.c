@@ -159,7 +159,7 @@ static int start_transport(struct app *a)
 		a->connector = ug_connector_new(&addr);
 		if (!a->connector)
 			return EXIT_RUNTIME;
-		ug_connector_set_backoff(a->connector, 100, 1000, 30);
+		ug_connector_set_backoff(a->connector, 100, 1000, 10);
 		ug_connector_set_log(a->connector, log_cb, a);
 		if (ug_connector_start(a->connector, connect_cb, a) < 0)
 			return EXIT_RUNTIME;
