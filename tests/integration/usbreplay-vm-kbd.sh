@@ -7,20 +7,19 @@
 # pushed interrupt reports must reach a fresh guest's evdev node as the same
 # Linux key codes, in order. The guest's kernel starts receiving as soon as
 # the keyboard is enumerated; --stream-delay holds the reports until the
-# guest script holds the event device open.
+# guest script holds the event device open. This test also covers
+# --connect: QEMU's usb-redir chardev is the listening side here.
 . "${UG_SRCDIR:-$(dirname "$0")/../..}/tests/vm/lib.sh"
 . "$UG_SRCDIR/tests/integration/usbreplay-lib.sh"
 
 tap_plan 4
 [ -x "$UR_BIN" ] || tap_bail "usbreplay is not built"
 vm_guest || tap_bail "cannot build the test guest (tests/vm/build-guest.sh)"
-vm_consumer_start con --script kbd || tap_bail "cannot start the consumer VM"
-vm_wait_for con '^UG-RUN start' 120 >/dev/null || tap_bail "the consumer VM does not reach its script"
 q=$(ug_free_port)
+vm_consumer_start con --script kbd --listen "$q" || tap_bail "cannot start the consumer VM"
+vm_wait_for con '^UG-RUN start' 120 >/dev/null || tap_bail "the consumer VM does not reach its script"
 ug_spawn replay 200 sh -c '"$0" "$@" >"'"$UG_VM_WORK"'/replay.out"; echo $? >"'"$UG_VM_WORK"'/replay.rc"' \
-	"$UR_BIN" -v --pace recorded --stream-delay 4000 --listen "127.0.0.1:$q" "$UG_SRCDIR/tests/data/kbd.raw.pcap"
-ur_wait_log "$UG_VM_WORK/replay.log" 'listening on' 10 || tap_bail "usbreplay does not listen"
-vm_redir_attach con "$q" || tap_fail "usb-redir hot-plugged"
+	"$UR_BIN" -v --pace recorded --stream-delay 4000 --connect "127.0.0.1:$q" "$UG_SRCDIR/tests/data/kbd.raw.pcap"
 line=$(vm_wait_for con '^UG-ENUM' 90)
 tap_is "the guest enumerates the replayed keyboard" "$(vm_field "$line" id)" 0627:0001
 line=$(vm_wait_for con '^UG-RESULT keys=' 90)
