@@ -98,7 +98,7 @@ password in URI|2|[Pp]assword|--spice spice://127.0.0.1:5900?password=secret CAP
 nobody listening|4|127.0.0.1:1|--connect 127.0.0.1:1 CAP
 nobody listening, guest|4|127.0.0.1:1|--guest --connect 127.0.0.1:1 CAP'
 n=$(printf '%s\n' "$cases" | wc -l)
-tap_plan $((n + 2))
+tap_plan $((n + 4))
 while IFS='|' read -r name want pat args; do
 	args=$(printf '%s' "$args" | sed "s|W/|$W/|g; s|CAP|$cap|g")
 	# shellcheck disable=SC2086
@@ -112,6 +112,17 @@ while IFS='|' read -r name want pat args; do
 done <<EOF_CASES
 $cases
 EOF_CASES
+# The usbmon path end to end: an emulated device built from a usbmon pcap
+# answers the replayed guest of the same pcap with no divergence.
+mon=$UG_SRCDIR/tests/data/kbd.usbmon.pcap
+ug_spawn dev 30 sh -c '"$0" "$@"; echo $? >"'"$W"'/dev.rc"' "$UR_BIN" --speed high --listen 127.0.0.1:0 "$mon"
+ur_wait_log "$W/dev.log" 'listening on' 10
+port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$W/dev.log")
+timeout 30 "$UR_BIN" --guest --speed high --connect "127.0.0.1:$port" "$mon" >"$W/guest.out" 2>&1
+tap_is "usbmon capture: the replayed guest against the emulated device (exit 0)" "$?" 0
+ur_wait_pid "$W/dev.pid" 10
+tap_check "and the emulated device pushed the keyboard's reports ($(tail -n 1 "$W/dev.log"))" \
+	grep -q ' 18 stream packets' "$W/dev.log"
 "$UR_BIN" --help >"$W/help" 2>&1
 tap_is "--help exits 0" "$?" 0
 missing=$(python3 - "$W/help" "$UG_SRCDIR/man/usbreplay.1" <<'PY'
