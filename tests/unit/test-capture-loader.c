@@ -297,6 +297,30 @@ static void test_shipped_captures(void **state)
 		ug_recording_free(r);
 		g_free(p);
 	}
+	{
+		/* The usbmon pcap of the keyboard session: the same device,
+		 * rebuilt from its descriptors, with the keys as pushed data. */
+		char *p = g_strdup_printf("%s/tests/data/kbd.usbmon.pcap", src);
+		ug_recording *r = ug_recording_new();
+		struct usb_redir_device_connect_header dev;
+		size_t pushed = 0;
+
+		ug_recording_set_speed(r, usb_redir_speed_high);
+		assert_int_equal(ug_recording_load(r, p), 0);
+		assert_int_equal(ug_recording_device(r, &dev), 0);
+		assert_int_equal(dev.vendor_id, 0x0627);
+		assert_int_equal(dev.product_id, 0x0001);
+		for (size_t i = 0; i < ug_recording_count(r); i++) {
+			struct ug_recorded_packet pk;
+
+			ug_recording_get(r, i, &pk);
+			if (pk.pkt.dir == UG_DIR_H2G && pk.pkt.type == usb_redir_interrupt_packet)
+				pushed++;
+		}
+		assert_int_equal(pushed, 18);   /* 9 keys, down and up */
+		ug_recording_free(r);
+		g_free(p);
+	}
 }
 
 int main(void)
