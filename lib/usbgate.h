@@ -1123,6 +1123,241 @@ int ug_spice_usbredir_set_lz4(struct ug_transport *t, int on);
 const char *ug_spice_client_errmsg(const ug_spice_client *c);
 
 
+/* ---- capture loader -------------------------------------------------------
+ *
+ * A recording is one usbredir session held in memory as a list of packets in
+ * capture order, loaded from usbdump's lossless raw record (link type
+ * UG_RAW_LINKTYPE: every packet exactly as it was on the wire) or from a
+ * usbmon pcap (link type UG_USBMON_LINKTYPE, as usbdump and usbredirsrv
+ * --pcap write it). From a usbmon capture the usbredir session is rebuilt:
+ * hellos with the caps QEMU needs, then ep_info, interface_info and
+ * device_connect derived from the recorded GET_DESCRIPTOR replies (device and
+ * configuration), then one request and one answer per recorded transfer
+ * (SET_CONFIGURATION, SET_INTERFACE and their GETs become set_configuration,
+ * set_alt_setting, ...; interrupt IN becomes interrupt receiving with pushed
+ * interrupt packets). Such synthesized packets carry record 0 when no record
+ * stands behind them.
+ *
+ * A capture that cannot be replayed is refused: UG_E_UNSUPPORTED (not a
+ * pcap, or another link type), UG_E_TRUNCATED (cut inside a record),
+ * UG_E_PROTO (a malformed record or packet), UG_E_NOTFOUND (no device: no
+ * device_connect, or no device/configuration descriptor in a usbmon
+ * capture), UG_E_INVAL (a usbmon capture needs the speed and none was set),
+ * UG_E_TOOBIG (a limit was hit); ug_recording_errmsg() says why and names the
+ * record number.
+ */
+typedef struct ug_recording ug_recording;
+
+/* One recorded packet; h is a copy, data points into the recording and stays
+ * valid until ug_recording_free(). */
+struct ug_recorded_packet {
+	struct ug_usbredir_packet pkt;  /* raw/raw_len and offset are not set */
+	uint64_t record;                /* 1-based record number in the capture; 0: synthesized */
+	uint64_t ts_ns;                 /* capture time */
+};
+
+struct ug_recording_limits {
+	uint64_t max_packets;   /* packets held (default 16 Mi) */
+	uint64_t max_bytes;     /* data plus headers held (default 1 GiB) */
+	uint32_t max_packet;    /* one packet's length (default the codec's) */
+	uint32_t max_pending;   /* usbmon submits waiting for completion (default 4096) */
+};
+#define UG_RECORDING_DEFAULT_MAX_PACKETS (16u * 1024u * 1024u)
+#define UG_RECORDING_DEFAULT_MAX_BYTES (1024ull * 1024u * 1024u)
+#define UG_RECORDING_DEFAULT_MAX_PENDING 4096u
+
+ug_recording *ug_recording_new(void);
+void ug_recording_free(ug_recording *r);
+/* 0 in a field keeps the current value. Before loading. */
+int ug_recording_set_limits(ug_recording *r, const struct ug_recording_limits *limits);
+/* The device speed (usb_redir_speed_*) for captures that do not carry it (a
+ * usbmon capture of a device below USB 3); it overrides the recorded one. */
+int ug_recording_set_speed(ug_recording *r, int speed);
+/* Which session of a raw record with several to load (default: the first). */
+int ug_recording_set_session(ug_recording *r, uint32_t session);
+/* Loads a capture file; the format is taken from its link type. Once. */
+int ug_recording_load(ug_recording *r, const char *path);
+
+/* Packets held, and one of them by index (0-based, capture order). */
+size_t ug_recording_count(const ug_recording *r);
+int ug_recording_get(const ug_recording *r, size_t index, struct ug_recorded_packet *ret);
+/* The hello caps of each side (the first hello word), and their intersection. */
+uint32_t ug_recording_caps(const ug_recording *r, enum ug_dir dir);
+uint32_t ug_recording_negotiated_caps(const ug_recording *r);
+/* The first device_connect of the recording. */
+int ug_recording_device(const ug_recording *r,
+                        struct usb_redir_device_connect_header *ret_dev);
+/* UG_RAW_LINKTYPE or UG_USBMON_LINKTYPE once loaded, else -1. */
+int ug_recording_format(const ug_recording *r);
+/* Bytes held (headers, data and the index). */
+uint64_t ug_recording_memory(const ug_recording *r);
+const char *ug_recording_errmsg(const ug_recording *r);
+/* "super (5 Gb/s)"-style name for the usbredir speed, or parses "low",
+ * "full", "high", "super" (and 1.5, 12, 480, 5000) into *ret_speed. */
+const char *ug_recording_speed_name(int speed);
+int ug_recording_parse_speed(const char *text, int *ret_speed);
+
+/*
+ * Replay rules and report, shared by the emulated device and the replayed
+ * guest.
+ *
+ * Rules say what may differ between the recording and the live session.
+ * ug_replay_rules_add() takes one rule as users write it:
+ *   status | length | data   that part of an answer is not compared (guest
+ *                            mode) / OUT data is not matched (device mode)
+ *   EP:FROM-TO               data bytes FROM..TO (inclusive, decimal or 0x
+ *                            hex) on endpoint EP (0x81, 2, or * for any) are
+ *                            masked, in requests and answers
+ *   setup:FROM-TO            bytes of the control setup packet are masked
+ *                            when matching (device mode)
+ * Bulk-only mass storage tags (CBW/CSW bytes 4-7) are handled by default:
+ * the emulated device matches a CBW without its tag and answers the CSW with
+ * the guest's tag; ug_replay_rules_set_bot_tags(r, 0) turns that off.
+ */
+typedef struct ug_replay_rules ug_replay_rules;
+
+ug_replay_rules *ug_replay_rules_new(void);
+void ug_replay_rules_free(ug_replay_rules *r);
+/* Returns 0, or UG_E_INVAL with a sentence in errbuf; at most 64 rules. */
+int ug_replay_rules_add(ug_replay_rules *r, const char *rule, char *errbuf, size_t errbuf_size);
+void ug_replay_rules_set_bot_tags(ug_replay_rules *r, int on);
+
+/*
+ * A report: the divergences found (at most UG_REPLAY_MAX_DIVERGENCES kept,
+ * all counted) and counters. Data kept per divergence is a window of at
+ * most UG_REPLAY_MAX_DIFF_DATA bytes per side around the first difference
+ * (the true lengths are kept).
+ */
+#define UG_REPLAY_MAX_DIVERGENCES 1000u
+#define UG_REPLAY_MAX_DIFF_DATA 4096u
+
+struct ug_divergence {
+	uint64_t record;        /* record number in the capture: the recorded answer
+	                         * (guest mode) or the recorded request nearest to the
+	                         * unmatched one (device mode); 0: none */
+	uint64_t seq;           /* 1-based number of the live request */
+	char transfer[160];     /* "control_packet ep 0x80 GET_DESCRIPTOR DEVICE ... id 5" */
+	char reason[160];       /* "data differs at byte 12", "no recorded transfer matches" */
+	int exp_status, got_status;        /* usbredir status, -1 when none */
+	uint32_t exp_length, got_length;   /* length fields */
+	const uint8_t *exp_data, *got_data; /* owned by the report */
+	uint32_t exp_data_len, got_data_len; /* bytes kept at the pointers */
+	uint32_t data_offset;   /* offset in the transfer's data of the kept bytes */
+};
+
+struct ug_replay_summary {
+	uint64_t requests;      /* live requests handled (device) or sent (guest) */
+	uint64_t matched;       /* answered from / equal to the recording */
+	uint64_t reused;        /* device: answered from an already used transfer */
+	uint64_t diverged;      /* divergences, all of them */
+	uint64_t skipped;       /* guest: recorded requests not sent (no recorded answer) */
+	uint64_t pushed;        /* stream packets sent (device) or received (guest) */
+	uint64_t unused;        /* device: recorded requests the guest never made */
+	uint64_t elapsed_ns;
+	int completed;          /* guest: every request was sent and answered */
+};
+
+typedef struct ug_replay_report ug_replay_report;
+
+/* name labels the JUnit test suite ("usbreplay"); copied. */
+ug_replay_report *ug_replay_report_new(const char *name);
+void ug_replay_report_free(ug_replay_report *r);
+size_t ug_replay_report_count(const ug_replay_report *r);
+const struct ug_divergence *ug_replay_report_get(const ug_replay_report *r, size_t index);
+void ug_replay_report_summary(const ug_replay_report *r, struct ug_replay_summary *ret);
+/* Text: each divergence with a hex diff (verbose also lists matches' counts
+ * per endpoint), then the summary line. */
+int ug_replay_report_write_text(const ug_replay_report *r, FILE *out, int verbose);
+/* One JSON object: {"summary":{...},"divergences":[...]} with data as hex. */
+int ug_replay_report_write_json(const ug_replay_report *r, FILE *out);
+/* JUnit XML: one test case per divergence, or one passing case. */
+int ug_replay_report_write_junit(const ug_replay_report *r, FILE *out);
+
+/*
+ * The emulated device: the usb-host role answering from a recording over any
+ * transport (socket, SPICE usbredir channel). On attach it sends its hello
+ * (the recorded host caps plus ep_info_max_packet_size, 32bits_bulk_length,
+ * 64bits_ids and connect_device_version, which QEMU needs to attach behind
+ * xhci), and after the guest's hello the recorded ep_info, interface_info
+ * and device_connect. Each guest request is answered from the recording:
+ * per endpoint, the next recorded request with the same setup packet
+ * (control) or the same OUT data (requested length for IN), in recorded
+ * order, preferring the transfers that follow the last one matched; when
+ * none is left an already used identical one is answered again (counted as
+ * reused). Strict mode requires the exact recorded global order and never
+ * reuses. A descriptor read (GET_DESCRIPTOR) shorter than every recorded
+ * one of the same descriptor is answered with the recorded bytes cut to its
+ * wLength, as a device does (counted as reused). A request without a match
+ * gets the unmatched status (default stall) and is reported. set_configuration and set_alt_setting re-send
+ * the recorded ep_info and interface_info before their status. Stream data
+ * the recorded host pushed (interrupt receiving, bulk receiving, iso
+ * streams) is pushed once the guest starts receiving on that endpoint, as
+ * fast as the transport takes it or at the recorded pace.
+ *
+ * Guest input is bounded: packets above the limit (default
+ * UG_EMULATED_DEFAULT_MAX_PACKET) are skipped and reported; decoding errors
+ * are reported and skipped by length. Runs on the thread-default main
+ * context; the done callback comes once the transport ended.
+ */
+typedef struct ug_emulated_device ug_emulated_device;
+
+#define UG_EMULATED_DEFAULT_MAX_PACKET (8u * 1024u * 1024u + 1024u)
+
+enum ug_replay_pace {
+	UG_PACE_FAST = 0,
+	UG_PACE_RECORDED = 1,
+};
+
+/* error/message as in ug_transport_closed_fn. */
+typedef void (*ug_replay_done_fn)(void *owner, int error, const char *message, void *user_data);
+
+/* rec and rules are borrowed (rules may be NULL) and must outlive the device. */
+ug_emulated_device *ug_emulated_device_new(const ug_recording *rec, const ug_replay_rules *rules);
+void ug_emulated_device_free(ug_emulated_device *d);
+void ug_emulated_device_set_strict(ug_emulated_device *d, int strict);
+void ug_emulated_device_set_pace(ug_emulated_device *d, enum ug_replay_pace pace);
+/* Holds pushed stream data for ms after the guest starts receiving (default
+ * 0): a guest's kernel may start receiving long before the program that
+ * reads the device is there. */
+void ug_emulated_device_set_stream_delay(ug_emulated_device *d, unsigned ms);
+/* usbredir status for requests without a match (default usb_redir_stall). */
+void ug_emulated_device_set_unmatched_status(ug_emulated_device *d, uint8_t status);
+int ug_emulated_device_set_max_packet(ug_emulated_device *d, uint32_t max);
+void ug_emulated_device_set_log(ug_emulated_device *d, ug_log_fn fn, void *user_data);
+void ug_emulated_device_set_done(ug_emulated_device *d, ug_replay_done_fn fn, void *user_data);
+/* Starts a session on t (owned by the device from now on, in every case).
+ * UG_E_STATE when a session ran already. */
+int ug_emulated_device_attach(ug_emulated_device *d, struct ug_transport *t);
+/* Ends the session (no done callback). */
+void ug_emulated_device_stop(ug_emulated_device *d);
+/* The report (owned by d). */
+const ug_replay_report *ug_emulated_device_report(const ug_emulated_device *d);
+
+/*
+ * The replayed guest: the usb-guest role against a live usb-host
+ * (usbredirsrv, usbredirect). It sends the recorded hello, waits for the
+ * host's device_connect (compared with the recording), then sends the
+ * recorded guest requests in order, each after the previous was answered,
+ * with the recorded ids, and compares each answer (status, length, data,
+ * under the rules) with the recorded one. Requests the recording holds no
+ * answer for (cancelled, or pending at the end) are skipped; stream data
+ * the host pushes is counted, not compared. An answer that does not come
+ * within the timeout (default 10 s) ends the replay as a divergence. When
+ * the last request was answered (or the replay ended) the transport is
+ * closed and the done callback comes.
+ */
+typedef struct ug_replay_guest ug_replay_guest;
+
+ug_replay_guest *ug_replay_guest_new(const ug_recording *rec, const ug_replay_rules *rules);
+void ug_replay_guest_free(ug_replay_guest *g);
+void ug_replay_guest_set_timeout(ug_replay_guest *g, unsigned ms);
+void ug_replay_guest_set_log(ug_replay_guest *g, ug_log_fn fn, void *user_data);
+void ug_replay_guest_set_done(ug_replay_guest *g, ug_replay_done_fn fn, void *user_data);
+int ug_replay_guest_set_max_packet(ug_replay_guest *g, uint32_t max);
+/* Starts on t (owned by g from now on). UG_E_STATE when already started. */
+int ug_replay_guest_attach(ug_replay_guest *g, struct ug_transport *t);
+const ug_replay_report *ug_replay_guest_report(const ug_replay_guest *g);
+
 /* ---- device bridge, emulated device, transports -------------------------- */
 
 /*
