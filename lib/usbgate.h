@@ -1040,6 +1040,58 @@ void ug_spice_stream_get_stats(const ug_spice_stream *s, struct ug_spice_stream_
 /* The last ERROR's message ("" if none); owned by s. */
 const char *ug_spice_stream_errmsg(const ug_spice_stream *s);
 
+/*
+ * A SPICE proxy on the thread-default GLib main context: it listens for a
+ * SPICE client's connections (a client opens one TCP connection per
+ * channel), connects each to the real server, and forwards every byte
+ * unchanged both ways (through ug_proxy, so with its backpressure) before a
+ * ug_spice_stream decoder per connection looks at a copy. Each decoder
+ * event comes to the event callback with the connection's number (1, 2, ...
+ * in order of acceptance) and a label that names the channel once the link
+ * is decoded ("spice usbredir channel 1 (127.0.0.1:5930)"), so usbdump can
+ * feed one ug_recorder session per usbredir channel: USBREDIR_DATA to
+ * ug_recorder_feed(), USBREDIR_GAP to ug_recorder_gap(). A connection that
+ * is TLS is forwarded unchanged and reported as encrypted (an ERROR event
+ * with UG_E_ENCRYPTED). Terminating TLS to inspect it is not implemented
+ * yet.
+ */
+typedef struct ug_spice_proxy ug_spice_proxy;
+struct ug_address; /* see the transport section below */
+
+/* ev and label are valid during the call; ts_ns is when the bytes arrived. */
+typedef void (*ug_spice_proxy_event_fn)(ug_spice_proxy *p, unsigned conn, const char *label,
+                                        const struct ug_spice_stream_event *ev,
+                                        uint64_t ts_ns, void *user_data);
+/* A connection ended (error/message as ug_proxy_closed_fn's); its decoder's
+ * last events came before. May not free p. */
+typedef void (*ug_spice_proxy_closed_fn)(ug_spice_proxy *p, unsigned conn, const char *label,
+                                         int error, const char *message, void *user_data);
+
+struct ug_spice_proxy_stats {
+	uint32_t connections;           /* accepted */
+	uint32_t active;                /* open now */
+	uint32_t connect_failures;      /* the server could not be reached */
+	uint64_t bytes[2];              /* forwarded, [0] client->server, [1] back */
+};
+
+ug_spice_proxy *ug_spice_proxy_new(void);
+/* Closes every connection (no callbacks) and the listener. Accepts NULL. */
+void ug_spice_proxy_free(ug_spice_proxy *p);
+void ug_spice_proxy_set_callbacks(ug_spice_proxy *p, ug_spice_proxy_event_fn on_event,
+                                  ug_spice_proxy_closed_fn on_closed, void *user_data);
+/* Connection-level messages (accepted, connect failures) at UG_LOG_INFO/WARNING. */
+void ug_spice_proxy_set_log(ug_spice_proxy *p, ug_log_fn fn, void *user_data);
+/* Limits of each connection's decoder (see ug_spice_stream_set_limits). */
+int ug_spice_proxy_set_limits(ug_spice_proxy *p, uint32_t max_message, uint32_t max_hold);
+/* Listens on listen_addr (port 0: a free one) and connects each accepted
+ * connection to server. UG_E_IO (with errmsg) when it cannot listen. */
+int ug_spice_proxy_start(ug_spice_proxy *p, const struct ug_address *listen_addr,
+                         const struct ug_address *server);
+/* The bound address (after start). */
+const struct ug_address *ug_spice_proxy_address(const ug_spice_proxy *p);
+void ug_spice_proxy_get_stats(const ug_spice_proxy *p, struct ug_spice_proxy_stats *ret);
+const char *ug_spice_proxy_errmsg(const ug_spice_proxy *p);
+
 /* ---- SPICE codec and client ---------------------------------------------- */
 
 /*
