@@ -57,7 +57,14 @@ def main():
     if op == "drop":
         port = int(sys.argv[4])
         mine = [i for i in data if tcp(recs[i])[0] == port and tcp(recs[i])[2] >= 20]
-        victim = mine[len(mine) // 2]
+        # The connection with the most such frames (the busiest channel).
+        by_conn = {}
+        for i in mine:
+            by_conn.setdefault(tcp(recs[i])[1], []).append(i)
+        frames = max(by_conn.values(), key=len)
+        victim = frames[len(frames) // 2]
+        sys.stderr.write("dropped frame %d (%d bytes from port %d to %d)\n" %
+                         (victim + 1, tcp(recs[victim])[2], port, tcp(recs[victim])[1]))
         write(dst, head, recs[:victim] + recs[victim + 1:])
     elif op == "midstream":
         first = data[len(data) * 4 // 10]

@@ -238,11 +238,11 @@ check "truncated capture: no crash (rc=$rc), the cut is reported" \
 	'[ "$rc" -le 1 ] && ! grep -q "Sanitizer" $tmp/truncated.err && grep -Eq "TRUNCATED|truncated|cut|ends inside|-5" $tmp/truncated.out $tmp/truncated.err' \
 	-- "$tmp/truncated.out" "$tmp/truncated.err"
 
-python3 "$edit" drop "$tmp/session.pcap" "$tmp/dropped.pcap" "$sp"
+python3 "$edit" drop "$tmp/session.pcap" "$tmp/dropped.pcap" "$sp" 2>"$tmp/dropped.edit"
 damaged dropped
 check "capture with a dropped frame: no crash (rc=$rc), a gap reported with its position" \
 	'[ "$rc" -eq 0 ] && ! grep -q "Sanitizer" $tmp/dropped.err && grep -q "^CAPTURE_GAP .* offset=[0-9]* len=[1-9]" $tmp/dropped.out && grep -Eq "^(GAP|NOTICE) .*missing at offset" $tmp/dropped.out' \
-	-- "$tmp/dropped.out" "$tmp/dropped.err"
+	-- "$tmp/dropped.edit" "$tmp/dropped.out" "$tmp/dropped.err"
 
 python3 "$edit" midstream "$tmp/session.pcap" "$tmp/mid.pcap"
 damaged mid
