@@ -1007,6 +1007,194 @@ enum ug_capture_proto ug_capture_classify(const uint8_t *c2s, size_t c2s_len,
 /* "usbredir", "spice", "tls", "unknown", "need-more"; static storage. */
 const char *ug_capture_proto_name(enum ug_capture_proto proto);
 
+/* ---- SPICE stream decoding ------------------------------------------------ */
+
+/*
+ * A passive decoder of ONE SPICE channel connection (one TCP connection), as
+ * a capture or a proxy sees it from outside: both directions are fed, and
+ * nothing is ever sent. It follows the link phase (the client's link
+ * message, the server's link reply, the auth mechanism, the ticket and the
+ * link result; the ticket is skipped, never exposed and never logged), learns
+ * the channel and the negotiated data header (mini or full), then decodes
+ * data messages both ways:
+ * - main channel (type 1): MAIN_INIT (the session id) and CHANNELS_LIST
+ *   (the channel table) become events;
+ * - usbredir channels (type 9): SPICEVMC_DATA and LZ4 SPICEVMC_COMPRESSED_DATA
+ *   are de-framed into one usbredir byte stream per direction. In SPICE the
+ *   client (spice-gtk, usbredirsrv --spice) plays the usb-HOST and the
+ *   server (QEMU's usb-redir device behind spice-server) the usb-GUEST, so
+ *   client -> server bytes are UG_DIR_H2G and server -> client bytes are
+ *   UG_DIR_G2H (QEMU's hello "qemu usb-redir guest" comes from the server);
+ * - every other channel's messages are counted and skipped by their sizes.
+ * A connection that starts with a TLS record is reported once as encrypted
+ * (UG_E_ENCRYPTED) and its bytes are only counted.
+ *
+ * Gaps (bytes a capture lost) keep the framing where it is known: a gap
+ * inside a message body damages only that message (its usbredir bytes
+ * become a USBREDIR_GAP); a gap over a header loses the framing, and then
+ * (as for a capture that starts mid-stream) the decoder looks for the next
+ * point where UG_SPICE_STREAM_RESYNC_CHAIN headers in a row parse, chain
+ * by their sizes and carry message types that channel may send, within a
+ * bounded window. SPICE messages have no marker, so this is a search, and
+ * it is reported as a NOTICE with the bytes skipped.
+ *
+ * Use: feed one direction's bytes, then take events until next() returns 0,
+ * then feed again (either direction). A direction that needs the other's
+ * link first holds its bytes (bounded) and continues when the other
+ * direction has been fed. Bounded everything: message size, held bytes,
+ * the resync window, the decompressed size.
+ */
+typedef struct ug_spice_stream ug_spice_stream;
+
+enum ug_spice_stream_event_type {
+	UG_SPICE_STREAM_LINK = 1,           /* both link messages seen: channel, session, mini */
+	UG_SPICE_STREAM_MAIN_INIT = 2,      /* main channel: session_id */
+	UG_SPICE_STREAM_CHANNELS = 3,       /* main channel: channels[], n_channels */
+	UG_SPICE_STREAM_USBREDIR_DATA = 4,  /* usbredir bytes: dir, data, len, usbredir_offset */
+	UG_SPICE_STREAM_USBREDIR_GAP = 5,   /* usbredir bytes of dir lost (gap_len, 0 = unknown) */
+	UG_SPICE_STREAM_NOTICE = 6,         /* something was skipped or assumed: code, message */
+	UG_SPICE_STREAM_ERROR = 7,          /* a direction (or the link) failed: code, message */
+};
+
+struct ug_spice_stream_channel {
+	uint8_t type;                       /* SPICE_CHANNEL_* (9: usbredir) */
+	uint8_t id;
+};
+
+/* channel_type before the link is known (a capture that starts mid-stream). */
+#define UG_SPICE_STREAM_CHANNEL_UNKNOWN 0u
+
+/*
+ * One event; pointers are views into the decoder (or the fed buffer) valid
+ * until the next ug_spice_stream_* call on the same decoder.
+ */
+struct ug_spice_stream_event {
+	enum ug_spice_stream_event_type type;
+	int from_server;                    /* the TCP direction the event was decoded from */
+	uint64_t offset;                    /* that direction's stream offset of the message
+	                                     * or of the problem */
+	unsigned channel_type, channel_id;  /* as far as known (every event) */
+	uint32_t session_id;                /* LINK: the client's connection_id (0 for main);
+	                                     * MAIN_INIT: the new session id */
+	int mini;                           /* LINK: 1 mini headers, 0 full headers */
+	uint32_t link_error;                /* LINK: the reply's error, else the link
+	                                     * result (SPICE_LINK_ERR_*; 0 ok) */
+	enum ug_dir dir;                    /* USBREDIR_*: H2G client->server, G2H back */
+	uint64_t usbredir_offset;           /* USBREDIR_*: bytes of dir delivered before */
+	const uint8_t *data;                /* USBREDIR_DATA */
+	size_t len;
+	int compressed;                     /* USBREDIR_DATA: from an LZ4 message */
+	uint64_t gap_len;                   /* USBREDIR_GAP: bytes lost, 0 if unknown */
+	const struct ug_spice_stream_channel *channels; /* CHANNELS */
+	size_t n_channels;
+	int code;                           /* NOTICE, ERROR: a UG_E_* */
+	const char *message;                /* NOTICE, ERROR: names offsets and numbers */
+};
+
+struct ug_spice_stream_stats {
+	uint64_t bytes[2];                  /* fed, [0] client->server, [1] server->client */
+	uint64_t gap_bytes[2];              /* reported missing */
+	uint64_t messages[2];               /* data messages decoded */
+	uint64_t skipped_messages[2];       /* of those, not decoded (other types, channels) */
+	uint64_t usbredir_bytes[2];         /* delivered, indexed by enum ug_dir */
+	uint64_t lz4_messages[2];           /* COMPRESSED_DATA decoded, by enum ug_dir */
+	uint64_t resyncs;                   /* resync points found */
+	uint64_t resync_skipped;            /* bytes skipped while looking for them */
+	int encrypted;                      /* 1 if the connection is TLS */
+};
+
+/* Defaults: a data message body at most 16 MiB (also the decompressed size of
+ * one COMPRESSED_DATA); 1 MiB held per direction while waiting for the other
+ * direction or while looking for a resync point. */
+#define UG_SPICE_STREAM_DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u)
+#define UG_SPICE_STREAM_DEFAULT_MAX_HOLD (1024u * 1024u)
+
+ug_spice_stream *ug_spice_stream_new(void);
+void ug_spice_stream_free(ug_spice_stream *s);
+/* Limits (0 keeps a value); before the first feed. */
+int ug_spice_stream_set_limits(ug_spice_stream *s, uint32_t max_message, uint32_t max_hold);
+/*
+ * For a connection whose link was not captured: decode it as channel
+ * (type, id) with mini (1) or full (0) headers. Without this the decoder
+ * guesses (it tries both header kinds and assumes usbredir when the message
+ * types fit) and says what it assumed in a NOTICE. Before the first feed.
+ */
+int ug_spice_stream_assume(ug_spice_stream *s, unsigned channel_type, unsigned channel_id,
+                           int mini);
+/*
+ * Bytes of one direction (from_server 0: client -> server). The decoder
+ * keeps a pointer to buf until next() returned 0 (it copies what it must
+ * hold); UG_E_STATE when called before that.
+ */
+int ug_spice_stream_feed(ug_spice_stream *s, int from_server, const void *buf, size_t len);
+/* len bytes of that direction are missing (a capture gap); same rules as feed. */
+int ug_spice_stream_gap(ug_spice_stream *s, int from_server, uint64_t len);
+/* That direction ended (FIN, end of capture): an unfinished message is reported. */
+int ug_spice_stream_end(ug_spice_stream *s, int from_server);
+/*
+ * The next event: 1 and *ret_ev, 0 when everything fed is decoded (or held),
+ * or UG_E_STATE when misused. Problems in the data are events (NOTICE,
+ * ERROR), never return values: decoding goes on wherever it can.
+ */
+int ug_spice_stream_next(ug_spice_stream *s, struct ug_spice_stream_event *ret_ev);
+/* 1 and the channel once known (link decoded, assumed or guessed), else 0. */
+int ug_spice_stream_channel(const ug_spice_stream *s, unsigned *ret_type, unsigned *ret_id);
+void ug_spice_stream_get_stats(const ug_spice_stream *s, struct ug_spice_stream_stats *ret);
+/* The last ERROR's message ("" if none); owned by s. */
+const char *ug_spice_stream_errmsg(const ug_spice_stream *s);
+
+/*
+ * A SPICE proxy on the thread-default GLib main context: it listens for a
+ * SPICE client's connections (a client opens one TCP connection per
+ * channel), connects each to the real server, and forwards every byte
+ * unchanged both ways (through ug_proxy, so with its backpressure) before a
+ * ug_spice_stream decoder per connection looks at a copy. Each decoder
+ * event comes to the event callback with the connection's number (1, 2, ...
+ * in order of acceptance) and a label that names the channel once the link
+ * is decoded ("spice usbredir channel 1 (127.0.0.1:5930)"), so usbdump can
+ * feed one ug_recorder session per usbredir channel: USBREDIR_DATA to
+ * ug_recorder_feed(), USBREDIR_GAP to ug_recorder_gap(). A connection that
+ * is TLS is forwarded unchanged and reported as encrypted (an ERROR event
+ * with UG_E_ENCRYPTED). Terminating TLS to inspect it is not implemented
+ * yet.
+ */
+typedef struct ug_spice_proxy ug_spice_proxy;
+struct ug_address; /* see the transport section below */
+
+/* ev and label are valid during the call; ts_ns is when the bytes arrived. */
+typedef void (*ug_spice_proxy_event_fn)(ug_spice_proxy *p, unsigned conn, const char *label,
+                                        const struct ug_spice_stream_event *ev,
+                                        uint64_t ts_ns, void *user_data);
+/* A connection ended (error/message as ug_proxy_closed_fn's); its decoder's
+ * last events came before. May not free p. */
+typedef void (*ug_spice_proxy_closed_fn)(ug_spice_proxy *p, unsigned conn, const char *label,
+                                         int error, const char *message, void *user_data);
+
+struct ug_spice_proxy_stats {
+	uint32_t connections;           /* accepted */
+	uint32_t active;                /* open now */
+	uint32_t connect_failures;      /* the server could not be reached */
+	uint64_t bytes[2];              /* forwarded, [0] client->server, [1] back */
+};
+
+ug_spice_proxy *ug_spice_proxy_new(void);
+/* Closes every connection (no callbacks) and the listener. Accepts NULL. */
+void ug_spice_proxy_free(ug_spice_proxy *p);
+void ug_spice_proxy_set_callbacks(ug_spice_proxy *p, ug_spice_proxy_event_fn on_event,
+                                  ug_spice_proxy_closed_fn on_closed, void *user_data);
+/* Connection-level messages (accepted, connect failures) at UG_LOG_INFO/WARNING. */
+void ug_spice_proxy_set_log(ug_spice_proxy *p, ug_log_fn fn, void *user_data);
+/* Limits of each connection's decoder (see ug_spice_stream_set_limits). */
+int ug_spice_proxy_set_limits(ug_spice_proxy *p, uint32_t max_message, uint32_t max_hold);
+/* Listens on listen_addr (port 0: a free one) and connects each accepted
+ * connection to server. UG_E_IO (with errmsg) when it cannot listen. */
+int ug_spice_proxy_start(ug_spice_proxy *p, const struct ug_address *listen_addr,
+                         const struct ug_address *server);
+/* The bound address (after start). */
+const struct ug_address *ug_spice_proxy_address(const ug_spice_proxy *p);
+void ug_spice_proxy_get_stats(const ug_spice_proxy *p, struct ug_spice_proxy_stats *ret);
+const char *ug_spice_proxy_errmsg(const ug_spice_proxy *p);
+
 /* ---- SPICE codec and client ---------------------------------------------- */
 
 /*
