@@ -79,10 +79,11 @@ read -r p_med p_tps <"$W/result-proxy"
 awk -v a="$d_med" -v s="$p_med" -v at="$d_tps" -v st="$p_tps" 'BEGIN {
 	printf "ratio proxy/direct: read %.2fx, 4 KiB transfers/s %.2fx (target >= 0.95x)\n",
 		(a > 0 ? s / a : 0), (at > 0 ? st / at : 0) }'
-awk 'NF { n++; v[n] = $1; if (min == "" || $1 < min) min = $1; if ($1 > max) max = $1 }
+# Samples below 1 MiB are the moment of exec, before usbdump itself runs.
+awk '$1 >= 1024 { n++; v[n] = $1; if (min == "" || $1 < min) min = $1; if ($1 > max) max = $1 }
 	END { if (!n) { print "usbdump RSS: no samples"; exit }
-	printf "usbdump RSS over its session: %d samples, first %d KiB, last %d KiB, min %d, max %d KiB\n",
-		n, v[1], v[n], min, max }' "$W/rss.log"
+	printf "usbdump RSS over its session: %d samples every 0.5 s: first %d KiB, at 1/4 %d, at 1/2 %d, last %d; min %d, max %d KiB\n",
+		n, v[1], v[int(n / 4) + 1], v[int(n / 2) + 1], v[n], min, max }' "$W/rss.log"
 
 # Part 2: reading the capture of both sessions.
 ug_kill_pidfile "$W/tcpdump.pid"
