@@ -583,72 +583,12 @@ static void summary(struct app *a, struct ug_recorder_stats *st)
 	}
 }
 
-int main(int argc, char **argv)
+/* Everything after option parsing; returns the exit status. main() frees. */
+static int run(struct app *a)
 {
-	struct app app = { 0 };
-	struct app *a = &app;
-	struct ug_recorder_stats st;
-	GError *err = NULL;
-	GOptionContext *ctx;
 	int sources, e, code;
-	GOptionEntry entries[] = {
-		{ "listen", 'l', 0, G_OPTION_ARG_STRING, &a->o.listen,
-		  "Proxy: accept the usb-guest (QEMU's chardev) on ADDR (default host 127.0.0.1)",
-		  "ADDR:PORT" },
-		{ "connect", 'C', 0, G_OPTION_ARG_STRING, &a->o.connect,
-		  "Proxy: connect to the usb-host (usbredirect --as, usbredirsrv) at ADDR", "ADDR:PORT" },
-		{ "reverse", 0, 0, G_OPTION_ARG_NONE, &a->o.reverse,
-		  "Proxy: the listening side is the usb-host, the connected side the usb-guest", NULL },
-		{ "keep", 'k', 0, G_OPTION_ARG_NONE, &a->o.keep,
-		  "Proxy: serve further connections as new sessions", NULL },
-		{ "read", 'r', 0, G_OPTION_ARG_FILENAME, &a->o.read_file,
-		  "Read a pcap/pcapng capture (tcpdump, Wireshark)", "FILE" },
-		{ "interface", 'i', 0, G_OPTION_ARG_STRING, &a->o.iface,
-		  "Capture live on IFACE; remaining arguments are a BPF filter", "IFACE" },
-		{ "write", 'w', 0, G_OPTION_ARG_FILENAME, &a->o.write_file,
-		  "Write usbmon records (pcap, link type 220) for Wireshark", "FILE" },
-		{ "raw", 0, 0, G_OPTION_ARG_FILENAME, &a->o.raw_file,
-		  "Write the lossless raw usbredir record (pcap, link type 252)", "FILE" },
-		{ "verbose", 'V', 0, G_OPTION_ARG_NONE, &a->o.verbose,
-		  "Text: every field and a hex dump per packet", NULL },
-		{ "json", 0, 0, G_OPTION_ARG_NONE, &a->o.json, "Text: JSON lines", NULL },
-		{ "quiet", 'q', 0, G_OPTION_ARG_NONE, &a->o.quiet, "No per-packet text", NULL },
-		{ "count", 'c', 0, G_OPTION_ARG_INT64, &a->o.count,
-		  "Stop recording after N usbredir packets", "N" },
-		{ "bus", 0, 0, G_OPTION_ARG_INT, &a->o.bus, "usbmon bus number (default 1)", "N" },
-		{ "device", 0, 0, G_OPTION_ARG_INT, &a->o.device,
-		  "usbmon device number of the first session (default 1)", "N" },
-		{ "max-packet", 0, 0, G_OPTION_ARG_INT64, &a->o.max_packet,
-		  "Largest usbredir packet decoded, in bytes (default 128 MiB + 1 KiB)", "BYTES" },
-		{ "port", 'p', 0, G_OPTION_ARG_STRING_ARRAY, &a->o.ports,
-		  "Captures: decode connections on PORT as usbredir even without a hello", "PORT" },
-		{ "caps", 0, 0, G_OPTION_ARG_STRING, &a->o.caps,
-		  "Captures: negotiated caps word for --port connections (default 0xff)", "HEX" },
-		{ "guest", 0, 0, G_OPTION_ARG_STRING, &a->o.guest,
-		  "Captures: which TCP side is the usb-guest: client, server or auto", "SIDE" },
-		{ "debug", 0, 0, G_OPTION_ARG_NONE, &a->o.debug, "Also print debug messages", NULL },
-		{ G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &a->o.rest, NULL, "[FILTER...]" },
-		{ NULL, 0, 0, 0, NULL, NULL, NULL }
-	};
+	struct ug_recorder_stats st;
 
-	signal(SIGPIPE, SIG_IGN);
-	ctx = g_option_context_new("- record usbredir sessions as pcap, raw record and text");
-	g_option_context_add_main_entries(ctx, entries, NULL);
-	g_option_context_set_summary(ctx,
-		"Sources (one of):\n"
-		"  --listen ADDR:PORT --connect HOST:PORT   proxy between QEMU and the usb-host\n"
-		"  -r FILE                                  a tcpdump/Wireshark capture\n"
-		"  -i IFACE [FILTER...]                     a live capture");
-	g_option_context_set_description(ctx,
-		"Exit status: 0 ok, 1 failure, 2 usage, 3 input unusable, 4 some traffic could "
-		"not be decoded.\nSee usbdump(1).");
-	if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
-		msg("error", "%s (try --help)", err->message);
-		g_error_free(err);
-		g_option_context_free(ctx);
-		return EXIT_USAGE;
-	}
-	g_option_context_free(ctx);
 	sources = !!a->o.read_file + !!a->o.iface + !!(a->o.listen || a->o.connect);
 	if (sources != 1) {
 		msg("error", "give exactly one source: --listen/--connect, -r FILE or -i IFACE "
@@ -735,10 +675,80 @@ int main(int argc, char **argv)
 		    PRIu64 " gaps); everything else was written", st.decode_errors, st.gaps);
 		code = EXIT_UNDECODED;
 	}
+	return code;
+}
+
+int main(int argc, char **argv)
+{
+	struct app app = { 0 };
+	struct app *a = &app;
+	GError *err = NULL;
+	GOptionContext *ctx;
+	int code;
+	GOptionEntry entries[] = {
+		{ "listen", 'l', 0, G_OPTION_ARG_STRING, &a->o.listen,
+		  "Proxy: accept the usb-guest (QEMU's chardev) on ADDR (default host 127.0.0.1)",
+		  "ADDR:PORT" },
+		{ "connect", 'C', 0, G_OPTION_ARG_STRING, &a->o.connect,
+		  "Proxy: connect to the usb-host (usbredirect --as, usbredirsrv) at ADDR", "ADDR:PORT" },
+		{ "reverse", 0, 0, G_OPTION_ARG_NONE, &a->o.reverse,
+		  "Proxy: the listening side is the usb-host, the connected side the usb-guest", NULL },
+		{ "keep", 'k', 0, G_OPTION_ARG_NONE, &a->o.keep,
+		  "Proxy: serve further connections as new sessions", NULL },
+		{ "read", 'r', 0, G_OPTION_ARG_FILENAME, &a->o.read_file,
+		  "Read a pcap/pcapng capture (tcpdump, Wireshark)", "FILE" },
+		{ "interface", 'i', 0, G_OPTION_ARG_STRING, &a->o.iface,
+		  "Capture live on IFACE; remaining arguments are a BPF filter", "IFACE" },
+		{ "write", 'w', 0, G_OPTION_ARG_FILENAME, &a->o.write_file,
+		  "Write usbmon records (pcap, link type 220) for Wireshark", "FILE" },
+		{ "raw", 0, 0, G_OPTION_ARG_FILENAME, &a->o.raw_file,
+		  "Write the lossless raw usbredir record (pcap, link type 252)", "FILE" },
+		{ "verbose", 'V', 0, G_OPTION_ARG_NONE, &a->o.verbose,
+		  "Text: every field and a hex dump per packet", NULL },
+		{ "json", 0, 0, G_OPTION_ARG_NONE, &a->o.json, "Text: JSON lines", NULL },
+		{ "quiet", 'q', 0, G_OPTION_ARG_NONE, &a->o.quiet, "No per-packet text", NULL },
+		{ "count", 'c', 0, G_OPTION_ARG_INT64, &a->o.count,
+		  "Stop recording after N usbredir packets", "N" },
+		{ "bus", 0, 0, G_OPTION_ARG_INT, &a->o.bus, "usbmon bus number (default 1)", "N" },
+		{ "device", 0, 0, G_OPTION_ARG_INT, &a->o.device,
+		  "usbmon device number of the first session (default 1)", "N" },
+		{ "max-packet", 0, 0, G_OPTION_ARG_INT64, &a->o.max_packet,
+		  "Largest usbredir packet decoded, in bytes (default 128 MiB + 1 KiB)", "BYTES" },
+		{ "port", 'p', 0, G_OPTION_ARG_STRING_ARRAY, &a->o.ports,
+		  "Captures: decode connections on PORT as usbredir even without a hello", "PORT" },
+		{ "caps", 0, 0, G_OPTION_ARG_STRING, &a->o.caps,
+		  "Captures: negotiated caps word for --port connections (default 0xff)", "HEX" },
+		{ "guest", 0, 0, G_OPTION_ARG_STRING, &a->o.guest,
+		  "Captures: which TCP side is the usb-guest: client, server or auto", "SIDE" },
+		{ "debug", 0, 0, G_OPTION_ARG_NONE, &a->o.debug, "Also print debug messages", NULL },
+		{ G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &a->o.rest, NULL, "[FILTER...]" },
+		{ NULL, 0, 0, 0, NULL, NULL, NULL }
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	ctx = g_option_context_new("- record usbredir sessions as pcap, raw record and text");
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	g_option_context_set_summary(ctx,
+		"Sources (one of):\n"
+		"  --listen ADDR:PORT --connect HOST:PORT   proxy between QEMU and the usb-host\n"
+		"  -r FILE                                  a tcpdump/Wireshark capture\n"
+		"  -i IFACE [FILTER...]                     a live capture");
+	g_option_context_set_description(ctx,
+		"Exit status: 0 ok, 1 failure, 2 usage, 3 input unusable, 4 some traffic could "
+		"not be decoded.\nSee usbdump(1).");
+	if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
+		msg("error", "%s (try --help)", err->message);
+		g_error_free(err);
+		code = EXIT_USAGE;
+	} else {
+		code = run(a);
+	}
+	g_option_context_free(ctx);
 	ug_capture_demux_free(a->demux);
 	ug_capture_free(a->cap);
 	ug_recorder_free(a->rec);
-	g_main_loop_unref(a->loop);
+	if (a->loop)
+		g_main_loop_unref(a->loop);
 	g_strfreev(a->o.ports);
 	g_strfreev(a->o.rest);
 	g_free(a->o.listen);
