@@ -588,6 +588,11 @@ void ug_recorder_set_log(ug_recorder *r, ug_log_fn fn, void *user_data);
 int ug_recorder_set_address(ug_recorder *r, uint16_t bus, uint8_t first_device);
 /* Packet size limit of every session's decoder (default the codec's). */
 int ug_recorder_set_max_packet(ug_recorder *r, uint32_t max);
+/* Records at most max usbredir packets in all (0: no limit, the default);
+ * later packets are still decoded but reach no output. */
+int ug_recorder_set_packet_limit(ug_recorder *r, uint64_t max);
+/* 1 once the packet limit was reached. */
+int ug_recorder_limit_reached(const ug_recorder *r);
 
 /*
  * A new session; label names it in messages and in the text output's

@@ -118,12 +118,9 @@ static void finish_recording(struct app *a)
 /* -c: stop recording once N usbredir packets were decoded. */
 static void check_count(struct app *a)
 {
-	struct ug_recorder_stats st;
-
 	if (a->o.count <= 0 || a->rec_done)
 		return;
-	ug_recorder_get_stats(a->rec, &st);
-	if (st.packets >= (uint64_t)a->o.count) {
+	if (ug_recorder_limit_reached(a->rec)) {
 		finish_recording(a);
 		if (a->cap)
 			ug_capture_stop(a->cap);
@@ -632,6 +629,8 @@ static int run(struct app *a)
 		msg("error", "--bus/--device out of range");
 		return EXIT_USAGE;
 	}
+	if (a->o.count > 0)
+		ug_recorder_set_packet_limit(a->rec, (uint64_t)a->o.count);
 	if (a->o.max_packet && ug_recorder_set_max_packet(a->rec, (uint32_t)a->o.max_packet) < 0) {
 		msg("error", "--max-packet %" G_GINT64_FORMAT ": at least 64", a->o.max_packet);
 		return EXIT_USAGE;
