@@ -985,7 +985,9 @@ static int side_step(ug_spice_stream *s, int i, struct ug_spice_stream_event *ev
 				d->dec_src = 2;
 			}
 		}
-		r = ug_spice_dec_next(d->dec, &u);
+		/* Nothing fed means nothing to decode (and the codec must not be
+		 * asked: it would step a NULL input pointer while skipping). */
+		r = d->dec_src ? ug_spice_dec_next(d->dec, &u) : 0;
 		if (r == 0) {
 			if (d->dec_src == 1)
 				ug_buf_reset(&d->hold);

@@ -1052,8 +1052,13 @@ const char *ug_spice_stream_errmsg(const ug_spice_stream *s);
  * feed one ug_recorder session per usbredir channel: USBREDIR_DATA to
  * ug_recorder_feed(), USBREDIR_GAP to ug_recorder_gap(). A connection that
  * is TLS is forwarded unchanged and reported as encrypted (an ERROR event
- * with UG_E_ENCRYPTED). Terminating TLS to inspect it is not implemented
- * yet.
+ * with UG_E_ENCRYPTED). To inspect TLS sessions, give the proxy a
+ * certificate and key for the client-facing side and a CA for the server
+ * side (ug_spice_proxy_set_tls) and start a second listener for the
+ * server's TLS port (ug_spice_proxy_start_tls): connections there are TLS
+ * terminated on both legs with OpenSSL, the server's certificate verified
+ * (CA and the server address), and decoded in plaintext. The client must
+ * then trust the proxy's certificate.
  */
 typedef struct ug_spice_proxy ug_spice_proxy;
 struct ug_address; /* see the transport section below */
@@ -1089,6 +1094,15 @@ int ug_spice_proxy_start(ug_spice_proxy *p, const struct ug_address *listen_addr
                          const struct ug_address *server);
 /* The bound address (after start). */
 const struct ug_address *ug_spice_proxy_address(const ug_spice_proxy *p);
+/* TLS termination: PEM certificate (chain) and key shown to clients, CA file
+ * (NULL: the system's) to verify the server with. UG_E_TLS with errmsg. */
+int ug_spice_proxy_set_tls(ug_spice_proxy *p, const char *cert_file, const char *key_file,
+                           const char *ca_file);
+/* A second listener whose connections are TLS on both legs, to server (the
+ * SPICE server's TLS port). UG_E_STATE without ug_spice_proxy_set_tls(). */
+int ug_spice_proxy_start_tls(ug_spice_proxy *p, const struct ug_address *listen_addr,
+                             const struct ug_address *server);
+const struct ug_address *ug_spice_proxy_tls_address(const ug_spice_proxy *p);
 void ug_spice_proxy_get_stats(const ug_spice_proxy *p, struct ug_spice_proxy_stats *ret);
 const char *ug_spice_proxy_errmsg(const ug_spice_proxy *p);
 
