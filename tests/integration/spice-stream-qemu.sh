@@ -9,7 +9,8 @@
 #  (a) spice-stream-tool decodes the capture (ug_capture + ug_spice_stream):
 #      the usbredir packets are the ones the probe exchanged (QEMU's hello
 #      from the server side, the 2074-byte configuration descriptor from the
-#      client, SET_CONFIGURATION 1 from QEMU), with LZ4 messages decoded;
+#      client, SET_CONFIGURATION 1 from QEMU), with LZ4 messages decoded,
+#      and the same streams as the probe's own record of its wire bytes;
 #  (b) the proxy's decode of the same session gives byte-identical usbredir
 #      streams on both channels;
 #  (c) HMP "info usb" shows the device attached through the proxy;
@@ -72,7 +73,7 @@ for b in "$probe" "$tool"; do
 	fi
 done
 
-echo "1..18"
+echo "1..19"
 
 free_port() {
 	while :; do
@@ -152,7 +153,8 @@ pids="$pids $proxy_pid"
 wait_for "$tmp/proxy.out" "^LISTENING" 10
 
 mkfifo "$tmp/probe.in"
-timeout 120 "$probe" --uri "spice://127.0.0.1:$pp" --attach 0 --timeout 100 \
+mkdir -p "$tmp/rec" "$tmp/wire"
+timeout 120 "$probe" --uri "spice://127.0.0.1:$pp" --attach 0 --timeout 100 --record "$tmp/rec" \
 	<"$tmp/probe.in" >"$tmp/probe.out" 2>"$tmp/probe.err" &
 probe_pid=$!
 pids="$pids $probe_pid"
@@ -222,6 +224,16 @@ check "(b) proxy and capture give byte-identical usbredir streams on both channe
 check "the proxy labels the channels and saw the same LZ4 messages" \
 	'grep -q "label=spice usbredir channel 0 (127.0.0.1:$sp)" $tmp/proxy.out && [ "$(grep -c "^LZ4 .* dir=h2g" $tmp/proxy.out)" = "$lz4_h2g" ]' \
 	-- "$tmp/proxy.out"
+
+# The probe recorded every byte of each channel connection as it sent and
+# received them: decoded on their own they must give the same streams.
+for ch in 0 1; do
+	"$tool" wire "$tmp/rec/usbredir$ch-c2s.bin" "$tmp/rec/usbredir$ch-s2c.bin" "$tmp/wire" \
+		>"$tmp/wire-$ch.out" 2>&1
+done
+check "the probe's own recording of its wire decodes to the same usbredir streams as the capture" \
+	'for f in usbredir-0-h2g usbredir-0-g2h usbredir-1-h2g usbredir-1-g2h; do cmp $tmp/cap/$f.bin $tmp/wire/$f.bin || exit 1; done' \
+	-- "$tmp/wire-0.out" "$tmp/wire-1.out"
 
 # ---- damaged captures and TLS ---------------------------------------------------------
 

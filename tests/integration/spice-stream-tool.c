@@ -15,6 +15,7 @@
  *   spice-stream-tool capture FILE OUTDIR
  *   spice-stream-tool proxy LISTEN SERVER OUTDIR [TLS-LISTEN TLS-SERVER CERT KEY CA]
  *                                                  (until SIGTERM or SIGINT)
+ *   spice-stream-tool wire C2S-FILE S2C-FILE OUTDIR (one connection's bytes, as recorded)
  *   spice-stream-tool decode H2G-FILE G2H-FILE     (usbredir packets, one line each)
  * capture and proxy write the usbredir byte stream of each usbredir channel
  * and direction to OUTDIR/usbredir-ID-h2g.bin and -g2h.bin, and print one
@@ -367,6 +368,43 @@ static int run_decode(const char *h2g_path, const char *g2h_path)
 	return 0;
 }
 
+/* One connection recorded as two files (the probe's --record): fed in
+ * alternating 4 KiB pieces, with a hold large enough for any recording. */
+static int run_wire(const char *c2s_path, const char *s2c_path)
+{
+	GByteArray *b[2] = { g_byte_array_new(), g_byte_array_new() };
+	ug_spice_stream *s = ug_spice_stream_new();
+	size_t off[2] = { 0, 0 };
+	int progress = 1;
+
+	if (read_file(c2s_path, b[0]) < 0 || read_file(s2c_path, b[1]) < 0) {
+		fprintf(stderr, "spice-stream-tool: cannot read the recording\n");
+		return 1;
+	}
+	ug_spice_stream_set_limits(s, 0, 256u << 20);
+	while (progress) {
+		progress = 0;
+		for (int d = 0; d < 2; d++) {
+			size_t n = b[d]->len - off[d] < 4096 ? b[d]->len - off[d] : 4096;
+
+			if (n == 0)
+				continue;
+			progress = 1;
+			ug_spice_stream_feed(s, d, b[d]->data + off[d], n);
+			off[d] += n;
+			drain(1, s);
+		}
+	}
+	for (int d = 0; d < 2; d++) {
+		ug_spice_stream_end(s, d);
+		drain(1, s);
+	}
+	ug_spice_stream_free(s);
+	g_byte_array_unref(b[0]);
+	g_byte_array_unref(b[1]);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	int r = 2;
@@ -377,6 +415,9 @@ int main(int argc, char **argv)
 	} else if ((argc == 5 || argc == 10) && strcmp(argv[1], "proxy") == 0) {
 		outdir = argv[4];
 		r = run_proxy(argv[2], argv[3], argc == 10 ? argv + 5 : NULL);
+	} else if (argc == 5 && strcmp(argv[1], "wire") == 0) {
+		outdir = argv[4];
+		r = run_wire(argv[2], argv[3]);
 	} else if (argc == 4 && strcmp(argv[1], "decode") == 0) {
 		return run_decode(argv[2], argv[3]);
 	} else {
