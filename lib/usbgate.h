@@ -930,10 +930,11 @@ const char *ug_capture_proto_name(enum ug_capture_proto proto);
  * inside a message body damages only that message (its usbredir bytes
  * become a USBREDIR_GAP); a gap over a header loses the framing, and then
  * (as for a capture that starts mid-stream) the decoder looks for the next
- * point where UG_SPICE_STREAM_RESYNC_CHAIN headers in a row parse, chain
- * by their sizes and carry message types that channel may send, within a
- * bounded window. SPICE messages have no marker, so this is a search, and
- * it is reported as a NOTICE with the bytes skipped.
+ * point where three data headers in a row parse, chain by their sizes and
+ * carry message types (and sizes) that the channel's direction sends,
+ * within a bounded window. SPICE messages have no marker, so this is a
+ * search, and it is reported as a NOTICE with the bytes skipped
+ * (docs/spice-stream.md has the details).
  *
  * Use: feed one direction's bytes, then take events until next() returns 0,
  * then feed again (either direction). A direction that needs the other's
@@ -1029,9 +1030,9 @@ int ug_spice_stream_gap(ug_spice_stream *s, int from_server, uint64_t len);
 /* That direction ended (FIN, end of capture): an unfinished message is reported. */
 int ug_spice_stream_end(ug_spice_stream *s, int from_server);
 /*
- * The next event: 1 and *ret_ev, 0 when everything fed is decoded (or held),
- * or UG_E_STATE when misused. Problems in the data are events (NOTICE,
- * ERROR), never return values: decoding goes on wherever it can.
+ * The next event: 1 and *ret_ev, or 0 when everything fed is decoded (or
+ * held). Problems in the data are events (NOTICE, ERROR, USBREDIR_GAP),
+ * never return values: decoding goes on wherever it can.
  */
 int ug_spice_stream_next(ug_spice_stream *s, struct ug_spice_stream_event *ret_ev);
 /* 1 and the channel once known (link decoded, assumed or guessed), else 0. */
