@@ -323,6 +323,8 @@ struct conn {
 	int paused;
 	int ssl_wants_write;    /* the last handshake step or SSL_read needs to write */
 	int connect_err;        /* errno of a connect() that failed at once */
+	GSource *timer;         /* bounds the link phase */
+	int saw_disconnecting;  /* the server announced its close */
 	GSource *src;
 	struct addrinfo *ai_list, *ai_next;
 	ug_spice_dec *dec;
@@ -370,6 +372,7 @@ struct ug_spice_client {
 	uint8_t known[256 / 8]; /* usbredir ids announced in this session */
 	uint32_t secure_types;  /* channel types the server wants over TLS */
 	struct spice_usbredir *channels;
+	unsigned link_timeout_ms;
 	int busy;
 	int doomed;
 	char err[UG_ERRMSG_SIZE];
@@ -444,9 +447,19 @@ static void conn_update_watch(struct conn *k)
 }
 
 /* Stops all I/O and forgets the connection's state; the conn can start again. */
+static void conn_stop_timer(struct conn *k)
+{
+	if (k->timer) {
+		g_source_destroy(k->timer);
+		g_source_unref(k->timer);
+		k->timer = NULL;
+	}
+}
+
 static void conn_reset(struct conn *k)
 {
 	k->gen++;
+	conn_stop_timer(k);
 	if (k->src) {
 		g_source_destroy(k->src);
 		g_source_unref(k->src);
@@ -472,6 +485,7 @@ static void conn_reset(struct conn *k)
 	k->serial = 0;
 	k->ack_window = k->ack_left = 0;
 	k->ssl_wants_write = 0;
+	k->saw_disconnecting = 0;
 	memset(&k->server_caps, 0, sizeof(k->server_caps));
 }
 
@@ -516,6 +530,55 @@ static int conn_queue_msg(struct conn *k, uint16_t type, const void *body, size_
 
 static int conn_start_socket(struct conn *k);
 
+static gboolean conn_timeout(gpointer data)
+{
+	struct conn *k = data;
+	static const char *const phase[] = {
+		[CONN_IDLE] = "idle",
+		[CONN_CONNECTING] = "connecting",
+		[CONN_HANDSHAKE] = "in the TLS handshake",
+		[CONN_LINK_REPLY] = "waiting for the link reply",
+		[CONN_LINK_RESULT] = "waiting for the link result",
+		[CONN_READY] = "waiting for the session (MAIN_INIT)",
+	};
+	char name[64];
+	ug_spice_client *c = k->c;
+	unsigned ms = c ? c->link_timeout_ms : 0;
+
+	/* conn_fail() destroys this source; GLib keeps it alive until we return. */
+	g_source_unref(k->timer);
+	k->timer = NULL;
+	k->busy++;
+	if (c)
+		c->busy++;
+	conn_fail(k, UG_E_TIMEOUT, "%s: %s: no progress within %u ms (%s)",
+	          conn_name(k, name, sizeof(name)), k->peer, ms, phase[k->state]);
+	k->busy--;
+	if (k->doomed && k->busy == 0)
+		k->free_fn(k);
+	if (c) {
+		c->busy--;
+		if (c->doomed && c->busy == 0) {
+			c->doomed = 0;
+			ug_spice_client_free(c);
+		}
+	}
+	return G_SOURCE_REMOVE;
+}
+
+/* Connect, TLS and link must finish in time: a silent peer must not hang the caller. */
+static void conn_start_timer(struct conn *k)
+{
+	ug_spice_client *c = k->c;
+
+	conn_stop_timer(k);
+	if (!c || c->link_timeout_ms == 0)
+		return;
+	k->timer = g_timeout_source_new(c->link_timeout_ms);
+	g_source_set_callback(k->timer, conn_timeout, k, NULL);
+	g_source_attach(k->timer, g_main_context_get_thread_default());
+}
+
 static int conn_start(struct conn *k, int tls)
 {
 	ug_spice_client *c = k->c;
@@ -528,6 +591,7 @@ static int conn_start(struct conn *k, int tls)
 	k->dec = ug_spice_dec_new(UG_SPICE_UNIT_LINK, 0);
 	if (!k->dec)
 		return UG_E_NOMEM;
+	conn_start_timer(k);
 	if (c->uri.is_unix) {
 		snprintf(k->peer, sizeof(k->peer), "%s", c->uri.path);
 		return conn_start_socket(k);
@@ -865,6 +929,9 @@ static void conn_on_link_result(struct conn *k, const struct ug_spice_unit *u)
 	}
 	ug_spice_dec_expect(k->dec, k->mini ? UG_SPICE_UNIT_MINI : UG_SPICE_UNIT_FULL, 0);
 	k->state = CONN_READY;
+	/* The main channel's timer runs on until MAIN_INIT: the session is not up yet. */
+	if (k->type != SPICE_CHANNEL_MAIN)
+		conn_stop_timer(k);
 	logf_(c, UG_LOG_DEBUG, "%s: linked (%s header)", name, k->mini ? "mini" : "full");
 	k->ops->ready(k);
 }
@@ -913,6 +980,7 @@ static int conn_common_message(struct conn *k, const struct ug_spice_unit *u, in
 	case SPICE_MSG_DISCONNECTING: {
 		struct ug_spice_disconnecting d;
 
+		k->saw_disconnecting = 1;
 		if (ug_spice_disconnecting_decode(u->body, u->size, &d, err) == 0)
 			logf_(c, UG_LOG_INFO, "%s: server is disconnecting: %s", name,
 			      ug_spice_link_error_str(d.reason));
@@ -1016,6 +1084,13 @@ static void conn_closed_by_peer(struct conn *k, int error, const char *why)
 		          name, k->peer, why ? ": " : "", why ? why : "");
 		break;
 	default:
+		/*
+		 * A main channel that closes unannounced means the server went away
+		 * (VM stopped, killed, or another client took over): a failure for the
+		 * caller, unlike a usbredir channel closing because its device left.
+		 */
+		if (!error && k->type == SPICE_CHANNEL_MAIN && !k->saw_disconnecting)
+			error = UG_E_CLOSED;
 		conn_fail(k, error, "%s: %s %s", name, k->peer,
 		          why ? why : "closed the connection");
 		break;
@@ -1290,25 +1365,20 @@ static void ch_ready(struct conn *k)
 static int ch_message(struct conn *k, const struct ug_spice_unit *u)
 {
 	struct spice_usbredir *ch = ch_of_conn(k);
+	const uint8_t *data;
+	size_t len;
 	int r;
 
-	switch (u->type) {
-	case SPICE_MSG_SPICEVMC_DATA:
-		ug_transport_deliver(&ch->t, u->body, u->size);
-		return 0;
-	case SPICE_MSG_SPICEVMC_COMPRESSED_DATA:
-		ug_buf_reset(&ch->scratch);
-		r = ug_spice_vmc_decompress(u->body, u->size, VMC_MAX_UNCOMPRESSED, &ch->scratch,
-		                            k->err);
-		if (r < 0)
-			return r;
-		ug_transport_deliver(&ch->t, ug_buf_peek(&ch->scratch), ch->scratch.len);
-		return 0;
-	default:
+	r = ug_spice_vmc_payload(u, VMC_MAX_UNCOMPRESSED, &ch->scratch, &data, &len, k->err);
+	if (r < 0)
+		return r;
+	if (r == 0) {
 		logf_(k->c, UG_LOG_DEBUG, "usbredir channel %u: ignored message type %u (%u bytes)",
 		      k->id, u->type, u->size);
 		return 0;
 	}
+	ug_transport_deliver(&ch->t, data, len);
+	return 0;
 }
 
 static void ch_closed(struct conn *k, int error, const char *message)
@@ -1318,6 +1388,8 @@ static void ch_closed(struct conn *k, int error, const char *message)
 	int was_ready = ch->was_ready;
 	unsigned id = k->id;
 
+	if (c && error)
+		snprintf(c->err, sizeof(c->err), "%s", message);
 	ch_detach(ch);
 	/* The caller may free the transport in this callback: ch is not used after it. */
 	ug_transport_report_closed(&ch->t, error, message);
@@ -1489,6 +1561,7 @@ static int main_message(struct conn *k, const struct ug_spice_unit *u)
 		if (r < 0)
 			return ug_errmsg_set(err, r, "cannot queue ATTACH_CHANNELS");
 		c->connected = 1;
+		conn_stop_timer(k);
 		logf_(c, UG_LOG_INFO, "SPICE session 0x%08x on %s", mi.session_id, k->peer);
 		if (c->cb.connected)
 			c->cb.connected(c, c->cb_data);
@@ -1558,6 +1631,7 @@ UG_EXPORT ug_spice_client *ug_spice_client_new(void)
 	if (!c)
 		return NULL;
 	c->verify = 1;
+	c->link_timeout_ms = UG_SPICE_DEFAULT_LINK_TIMEOUT_MS;
 	conn_init(&c->main, c, &main_ops, SPICE_CHANNEL_MAIN, 0);
 	c->main.free_fn = main_free_real;
 	return c;
@@ -1653,6 +1727,11 @@ UG_EXPORT int ug_spice_client_set_pubkey_file(ug_spice_client *c, const char *pa
 	SSL_CTX_free(c->ssl_ctx);
 	c->ssl_ctx = NULL;
 	return 0;
+}
+
+UG_EXPORT void ug_spice_client_set_link_timeout(ug_spice_client *c, unsigned ms)
+{
+	c->link_timeout_ms = ms;
 }
 
 UG_EXPORT void ug_spice_client_set_verify(ug_spice_client *c, int verify)

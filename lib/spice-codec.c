@@ -830,6 +830,30 @@ int ug_spice_vmc_decompress(const uint8_t *body, size_t len, uint32_t limit,
 	return 0;
 }
 
+int ug_spice_vmc_payload(const struct ug_spice_unit *u, uint32_t limit, struct ug_buf *scratch,
+                         const uint8_t **ret_data, size_t *ret_len, char *err)
+{
+	int r;
+
+	/* The client's and the server's message numbers are the same (101, 102). */
+	switch (u->type) {
+	case SPICE_MSG_SPICEVMC_DATA:
+		*ret_data = u->body;
+		*ret_len = u->size;
+		return 1;
+	case SPICE_MSG_SPICEVMC_COMPRESSED_DATA:
+		ug_buf_reset(scratch);
+		r = ug_spice_vmc_decompress(u->body, u->size, limit, scratch, err);
+		if (r < 0)
+			return r;
+		*ret_data = ug_buf_peek(scratch);
+		*ret_len = scratch->len;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 int ug_spice_vmc_append(struct ug_buf *out, int mini, uint64_t *serial, int lz4,
                         size_t max_chunk, const void *data, size_t len)
 {

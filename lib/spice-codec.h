@@ -289,6 +289,17 @@ int ug_spice_vmc_decompress(const uint8_t *body, size_t len, uint32_t limit,
                             struct ug_buf *out, char *err);
 
 /*
+ * The usbredir bytes a spicevmc message carries, in either direction:
+ * returns 1 with *ret_data and *ret_len (the body itself for SPICEVMC_DATA, the
+ * decompressed block in scratch, which is reset first, for
+ * COMPRESSED_DATA), 0 for any other message type, or a negative UG_E_* from
+ * ug_spice_vmc_decompress(). *ret_data stays valid until scratch or the
+ * unit's buffer changes.
+ */
+int ug_spice_vmc_payload(const struct ug_spice_unit *u, uint32_t limit, struct ug_buf *scratch,
+                         const uint8_t **ret_data, size_t *ret_len, char *err);
+
+/*
  * Appends usbredir bytes as spicevmc messages (of type SPICE_MSGC_SPICEVMC_*
  * or SPICE_MSG_SPICEVMC_*: both directions use 101 and 102), split into
  * messages of at most max_chunk bytes of payload. A chunk above

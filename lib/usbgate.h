@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <usbredirproto.h>
 
 #ifdef __cplusplus
@@ -261,6 +262,7 @@ int ug_usbredir_encode(uint32_t negotiated_caps, const struct ug_usbredir_packet
  * (UG_ABANDON_ID_REUSED). The event queue holds at most max_outstanding + 8
  * events.
  */
+
 typedef struct ug_tracker ug_tracker;
 
 #define UG_TRACKER_DEFAULT_MAX_OUTSTANDING 4096u
@@ -334,13 +336,17 @@ void ug_tracker_free(ug_tracker *t);
 int ug_tracker_set_max_outstanding(ug_tracker *t, uint32_t max);
 
 /*
- * Account one packet seen at ts_ns. Returns 0 (events may be queued) or
- * UG_E_INVAL for a NULL packet. Unknown packets produce no event. The packet
- * view must stay valid while its events are taken.
+ * Account one packet seen at ts_ns (the caller's clock, nanoseconds). Returns
+ * 0 (events may be queued), UG_E_INVAL for a NULL packet, or UG_E_NOMEM (the
+ * packet's events may be incomplete). Unknown packets (known == 0) produce no
+ * event. The packet's data must stay valid while its events are taken; events
+ * of the previous packet that were not taken are dropped. reset and
+ * interface_info change nothing here (the kernel logs no URB for them).
  */
 int ug_tracker_push(ug_tracker *t, const struct ug_usbredir_packet *pkt, uint64_t ts_ns);
 
-/* The session ended: every outstanding request is abandoned (DISCONNECT). */
+/* The session ended: every outstanding request is abandoned (DISCONNECT);
+ * take the events with ug_tracker_next(). */
 int ug_tracker_finish(ug_tracker *t, uint64_t ts_ns);
 
 /* Takes the next event: 1 and *ret_ev filled, 0 when none is queued. */
@@ -395,7 +401,10 @@ ug_usbmon *ug_usbmon_new(void);
 void ug_usbmon_free(ug_usbmon *m);
 
 /* Bus and device numbers written into records (default bus 1, device 1).
- * When one output carries several devices, give each its own numbers. */
+ * When one output carries several devices, give each its own numbers: one
+ * per session, and a new one when a session's tracker reports a new
+ * connection (ug_transfer.connection), as the kernel gives a re-plugged
+ * device a new address; Wireshark keeps what it learned per address. */
 int ug_usbmon_set_address(ug_usbmon *m, uint16_t bus, uint8_t device);
 
 /* Returns 1 and fills *ret_rec when ev maps to a record, 0 when it maps to
@@ -456,6 +465,11 @@ void ug_pcap_writer_free(ug_pcap_writer *w);
 /* Opens path ("-" for stdout) for linktype; the file header is flushed at once. */
 int ug_pcap_writer_open(ug_pcap_writer *w, const char *path, int linktype);
 
+/* The same on a stream the caller opened for writing; the writer owns fp
+ * from then on (even on failure of a later call) and closes it on
+ * ug_pcap_writer_close(). On failure of this call fp is still the caller's. */
+int ug_pcap_writer_open_file(ug_pcap_writer *w, FILE *fp, int linktype);
+
 /* One record: caplen bytes of a record whose full length was origlen. */
 int ug_pcap_writer_write(ug_pcap_writer *w, uint64_t ts_ns, const void *bytes,
                          uint32_t caplen, uint32_t origlen);
@@ -499,8 +513,6 @@ const char *ug_raw_reader_errmsg(const ug_raw_reader *r);
  * start of the session for tshark-like output. Returns 0 or UG_E_IO when the
  * stream reports an error.
  */
-#include <stdio.h>
-
 enum ug_render_format {
 	UG_RENDER_SUMMARY = 0,
 	UG_RENDER_VERBOSE = 1,
@@ -510,6 +522,15 @@ enum ug_render_format {
 int ug_render_packet(FILE *out, enum ug_render_format format,
                      uint64_t ts_ns, uint32_t session,
                      const struct ug_usbredir_packet *pkt);
+
+/*
+ * One transfer event of the tracker (the transfer view): submits,
+ * completions (with the time since the submit), abandons and notices, as a
+ * summary line, the line plus a hex dump of the event's data (VERBOSE), or a
+ * JSON line with every field. Returns 0, UG_E_INVAL or UG_E_IO as above.
+ */
+int ug_render_transfer(FILE *out, enum ug_render_format format, uint64_t ts_ns,
+                       uint32_t session, const struct ug_transfer_event *ev);
 
 /* Writes a short description of a control setup packet ("GET_DESCRIPTOR
  * DEVICE len 18", "SET_CONFIGURATION 1") into buf (NUL-terminated, cut to
@@ -603,6 +624,84 @@ const char *ug_recorder_errmsg(const ug_recorder *r);
 /* ---- capture demux, proxy: sources into the recorder ---------------------- */
 
 /*
+ * The capture demultiplexer takes the events of a ug_capture and records
+ * every usbredir connection in it through a ug_recorder (borrowed; it must
+ * outlive the demux): one recorder session per connection, labelled
+ * "tcp 127.0.0.1:51234 -> 127.0.0.1:4000" (client -> server).
+ *
+ * Per connection it keeps the first bytes of each side until
+ * ug_capture_classify() decides, then hands the connection to the handler of
+ * its protocol:
+ * - raw usbredir: the usb-guest is the side whose hello version reads
+ *   "qemu usb-redir guest ..."; else the side that first sends a packet only
+ *   a usb-host sends (device_connect, interface_info, ep_info); if neither
+ *   tells, the TCP client is assumed to be the guest and the log says so.
+ *   Gaps become ug_recorder_gap(), the connection's end
+ *   ug_recorder_end_session().
+ * - TLS: reported at UG_LOG_WARNING as encrypted (UG_E_ENCRYPTED), skipped.
+ * - SPICE: reported ("SPICE: not decoded yet") and counted, skipped.
+ * - anything else: counted; a connection without a captured handshake is
+ *   mentioned at UG_LOG_INFO, since it may be usbredir that started before
+ *   the capture (see ug_capture_demux_force_port()).
+ * While undecided, at most UG_CAPTURE_DEMUX_MAX_HELD bytes per connection
+ * are held; past that the decision is made with what was seen.
+ */
+typedef struct ug_capture_demux ug_capture_demux;
+struct ug_capture_event; /* see the capture sources section below */
+
+#define UG_CAPTURE_DEMUX_MAX_HELD (256u * 1024u)
+/* The caps word QEMU 7.2 and usbredir 0.13 negotiate (bits 0..7): what a
+ * forced connection is decoded with when no caps were given. */
+#define UG_CAPTURE_DEMUX_DEFAULT_CAPS 0xffu
+
+/* Which TCP side is the usb-guest. */
+enum ug_capture_demux_guest {
+	UG_DEMUX_GUEST_AUTO = 0,    /* decide from the traffic (see above) */
+	UG_DEMUX_GUEST_CLIENT = 1,  /* the TCP client (the side that connected) */
+	UG_DEMUX_GUEST_SERVER = 2,
+};
+
+struct ug_capture_demux_stats {
+	uint64_t connections;       /* connections seen */
+	uint64_t usbredir;          /* recorded as raw usbredir */
+	uint64_t spice;             /* SPICE connections (not decoded) */
+	uint64_t tls;               /* encrypted connections, skipped */
+	uint64_t other;             /* neither usbredir, SPICE nor TLS */
+	uint64_t guest_assumed;     /* usbredir connections whose guest side was assumed */
+	uint64_t gaps;              /* gaps in recorded connections */
+	uint64_t notices;           /* capture NOTICE events */
+};
+
+ug_capture_demux *ug_capture_demux_new(ug_recorder *rec);
+/* Ends the sessions still open (see ug_capture_demux_finish()) and frees. */
+void ug_capture_demux_free(ug_capture_demux *d);
+/* Messages: decisions, assumptions, skipped connections, capture notices. */
+void ug_capture_demux_set_log(ug_capture_demux *d, ug_log_fn fn, void *user_data);
+
+/*
+ * Connections with port as either endpoint's port are raw usbredir even
+ * without a hello (a capture that starts mid-stream), decoded with caps
+ * (when caps_known is 0: UG_CAPTURE_DEMUX_DEFAULT_CAPS, said in the log) and
+ * guest as the usb-guest's side. Hellos in the stream still take
+ * precedence over caps. Up to 16 ports; UG_E_TOOBIG beyond.
+ */
+int ug_capture_demux_force_port(ug_capture_demux *d, uint16_t port, uint32_t caps,
+                                int caps_known, enum ug_capture_demux_guest guest);
+/* The usb-guest's side for every usbredir connection (default AUTO). */
+void ug_capture_demux_set_guest(ug_capture_demux *d, enum ug_capture_demux_guest guest);
+
+/* One event from ug_capture_next(). Returns 0, or the recorder's first
+ * sticky output error (the demux goes on regardless). */
+int ug_capture_demux_event(ug_capture_demux *d, const struct ug_capture_event *ev);
+/* Decides and ends every connection still open (capture stopped early). */
+int ug_capture_demux_finish(ug_capture_demux *d, uint64_t ts_ns);
+
+void ug_capture_demux_get_stats(const ug_capture_demux *d,
+                                struct ug_capture_demux_stats *ret_stats);
+/* Detail of the last failure of the demux itself ("" if none). */
+const char *ug_capture_demux_errmsg(const ug_capture_demux *d);
+
+/*
  * The proxy joins two transports: a, the usb-guest's side (e.g. QEMU's
  * chardev), and b, the usb-host's side (usbredirect, usbredirsrv). Every byte
  * one side delivers is sent to the other unchanged and in order, and only
@@ -651,7 +750,8 @@ int ug_proxy_set_watermarks(ug_proxy *p, size_t high, size_t low);
 void ug_proxy_set_flush_timeout(ug_proxy *p, unsigned ms);
 void ug_proxy_set_tap(ug_proxy *p, ug_proxy_tap_fn fn, void *user_data);
 void ug_proxy_set_closed(ug_proxy *p, ug_proxy_closed_fn fn, void *user_data);
-/* Installs the transports' callbacks; forwarding starts with the next
+/* Installs the transports' callbacks and resumes both (a caller may keep
+ * one paused until the other is connected); forwarding starts with the next
  * main-loop iteration. UG_E_STATE when called twice. */
 int ug_proxy_start(ug_proxy *p);
 /* a (UG_DIR_G2H) or b (UG_DIR_H2G); owned by p. */
@@ -671,9 +771,10 @@ const char *ug_proxy_errmsg(const ug_proxy *p);
  *	while ((r = ug_capture_next(c, &ev)) > 0) {
  *		switch (ev.type) {
  *		case UG_CAPTURE_OPEN:   make per-connection state for ev.conn->id
- *		case UG_CAPTURE_DATA:   keep the first bytes per side until
- *		                        ug_capture_classify() decides, then feed
- *		                        the usbredir or SPICE decoder of ev.side
+ *		case UG_CAPTURE_DATA:   while ev.conn->proto is NEED_MORE keep
+ *		                        the bytes; then feed them and what follows
+ *		                        to the usbredir or SPICE decoder of
+ *		                        ev.side (TLS: report it as encrypted)
  *		case UG_CAPTURE_GAP:    tell that decoder to resync after the gap
  *		case UG_CAPTURE_END:    that side sent FIN
  *		case UG_CAPTURE_CLOSE:  drop the per-connection state
@@ -700,7 +801,9 @@ const char *ug_proxy_errmsg(const ug_proxy *p);
  *   side or in total would exceed its limit (the oldest hole is given up);
  *   the connection ends (FIN, RST, eviction, end of capture) with holes.
  * - Data starting further than the window ahead of the next expected byte
- *   is dropped with a NOTICE (it is most likely garbage).
+ *   is dropped with a NOTICE (it is most likely garbage), unless the other
+ *   side acknowledged beyond where it starts: then the capture lost more
+ *   than a window, and the hole becomes a GAP.
  * - The connection table is bounded: when it is full the least recently
  *   active connection is closed (CLOSE with UG_CAPTURE_CLOSE_EVICTED).
  */
@@ -1117,7 +1220,9 @@ const char *ug_spice_proxy_errmsg(const ug_spice_proxy *p);
  * as a ug_transport that carries the de-framed usbredir byte stream. The
  * session runs on the thread-default GLib main context of the thread that
  * called ug_spice_client_connect(); every callback comes from that context,
- * never from inside a ug_spice_client_* or ug_transport_* call.
+ * never from inside a ug_spice_client_* or ug_transport_* call, with one
+ * exception: ug_spice_client_disconnect() and ug_spice_client_free() make the
+ * open transports' closed callbacks (UG_E_CLOSED) before they return.
  *
  * spice-server admits one client: connecting disconnects a viewer that is
  * already connected to the same VM (the client logs a warning first).
@@ -1134,9 +1239,11 @@ struct ug_spice_client_callbacks {
 	/* An opened usbredir channel's connection ended while the session is up
 	 * (its transport got its closed callback just before). */
 	void (*channel_removed)(ug_spice_client *c, unsigned channel_id, void *user_data);
-	/* The session ended: error is 0 for an orderly close by the server, else
-	 * a UG_E_* code (UG_E_AUTH for a refused password, UG_E_TLS for a failed
-	 * certificate check, ...); message says it in words. Every open usbredir
+	/* The session ended: error is 0 when the server announced it
+	 * (DISCONNECTING) and closed, UG_E_CLOSED when the main channel closed
+	 * unannounced (server gone), else a UG_E_* code (UG_E_AUTH for a refused
+	 * password, UG_E_TLS for a failed certificate check, UG_E_TIMEOUT, ...);
+	 * message says it in words. Every open usbredir
 	 * transport has been closed before. ug_spice_client_connect() may be
 	 * called again from here or later: that is the reconnect hook. */
 	void (*disconnected)(ug_spice_client *c, int error, const char *message, void *user_data);
@@ -1172,7 +1279,13 @@ int ug_spice_client_set_host_subject(ug_spice_client *c, const char *subject);
 int ug_spice_client_set_pubkey_file(ug_spice_client *c, const char *path);
 /* 0 turns certificate verification off (logged as a warning at connect). */
 void ug_spice_client_set_verify(ug_spice_client *c, int verify);
+/* Every channel's connect, TLS handshake and link (for the main channel: up
+ * to MAIN_INIT) must finish within ms, else it fails with UG_E_TIMEOUT;
+ * 0 waits forever. */
+void ug_spice_client_set_link_timeout(ug_spice_client *c, unsigned ms);
+#define UG_SPICE_DEFAULT_LINK_TIMEOUT_MS 15000u
 void ug_spice_client_set_log(ug_spice_client *c, ug_log_fn fn, void *user_data);
+/* cb is copied; user_data is passed to every callback. */
 void ug_spice_client_set_callbacks(ug_spice_client *c,
                                    const struct ug_spice_client_callbacks *cb,
                                    void *user_data);
@@ -1185,7 +1298,8 @@ void ug_spice_client_set_wire_tap(ug_spice_client *c, ug_spice_wire_fn fn, void 
 /* Starts linking the main channel; the outcome comes through the callbacks.
  * UG_E_INVAL without a URI, UG_E_STATE while connected or connecting. */
 int ug_spice_client_connect(ug_spice_client *c);
-/* Closes the session (no disconnected callback for this one). */
+/* Closes the session: the open transports get their closed callback now;
+ * no disconnected callback follows. */
 void ug_spice_client_disconnect(ug_spice_client *c);
 /* 1 between the connected and disconnected callbacks. */
 int ug_spice_client_is_connected(const ug_spice_client *c);
@@ -1206,8 +1320,246 @@ int ug_spice_client_open_usbredir(ug_spice_client *c, unsigned channel_id,
  * with isochronous endpoints. Returns UG_E_INVAL for other transports. */
 int ug_spice_usbredir_set_lz4(struct ug_transport *t, int on);
 
+/* Detail of the last failure ("" if none), e.g. "usbredir channel 1: link
+ * refused: permission denied: wrong password, or the password has expired";
+ * owned by c, valid until the next call on c. */
 const char *ug_spice_client_errmsg(const ug_spice_client *c);
 
+
+/* ---- capture loader -------------------------------------------------------
+ *
+ * A recording is one usbredir session held in memory as a list of packets in
+ * capture order, loaded from usbdump's lossless raw record (link type
+ * UG_RAW_LINKTYPE: every packet exactly as it was on the wire) or from a
+ * usbmon pcap (link type UG_USBMON_LINKTYPE, as usbdump and usbredirsrv
+ * --pcap write it). From a usbmon capture the usbredir session is rebuilt:
+ * hellos with the caps QEMU needs, then ep_info, interface_info and
+ * device_connect derived from the recorded GET_DESCRIPTOR replies (device and
+ * configuration), then one request and one answer per recorded transfer
+ * (SET_CONFIGURATION, SET_INTERFACE and their GETs become set_configuration,
+ * set_alt_setting, ...; interrupt IN becomes interrupt receiving with pushed
+ * interrupt packets). Such synthesized packets carry record 0 when no record
+ * stands behind them.
+ *
+ * A capture that cannot be replayed is refused: UG_E_UNSUPPORTED (not a
+ * pcap, or another link type), UG_E_TRUNCATED (cut inside a record),
+ * UG_E_PROTO (a malformed record or packet), UG_E_NOTFOUND (no device: no
+ * device_connect, or no device/configuration descriptor in a usbmon
+ * capture), UG_E_INVAL (a usbmon capture needs the speed and none was set),
+ * UG_E_TOOBIG (a limit was hit); ug_recording_errmsg() says why and names the
+ * record number.
+ */
+typedef struct ug_recording ug_recording;
+
+/* One recorded packet; h is a copy, data points into the recording and stays
+ * valid until ug_recording_free(). */
+struct ug_recorded_packet {
+	struct ug_usbredir_packet pkt;  /* raw/raw_len and offset are not set */
+	uint64_t record;                /* 1-based record number in the capture; 0: synthesized */
+	uint64_t ts_ns;                 /* capture time */
+};
+
+struct ug_recording_limits {
+	uint64_t max_packets;   /* packets held (default 16 Mi) */
+	uint64_t max_bytes;     /* data plus headers held (default 1 GiB) */
+	uint32_t max_packet;    /* one packet's length (default the codec's) */
+	uint32_t max_pending;   /* usbmon submits waiting for completion (default 4096) */
+};
+#define UG_RECORDING_DEFAULT_MAX_PACKETS (16u * 1024u * 1024u)
+#define UG_RECORDING_DEFAULT_MAX_BYTES (1024ull * 1024u * 1024u)
+#define UG_RECORDING_DEFAULT_MAX_PENDING 4096u
+
+ug_recording *ug_recording_new(void);
+void ug_recording_free(ug_recording *r);
+/* 0 in a field keeps the current value. Before loading. */
+int ug_recording_set_limits(ug_recording *r, const struct ug_recording_limits *limits);
+/* The device speed (usb_redir_speed_*) for captures that do not carry it (a
+ * usbmon capture of a device below USB 3); it overrides the recorded one. */
+int ug_recording_set_speed(ug_recording *r, int speed);
+/* Which session of a raw record with several to load (default: the first). */
+int ug_recording_set_session(ug_recording *r, uint32_t session);
+/* Loads a capture file; the format is taken from its link type. Once. */
+int ug_recording_load(ug_recording *r, const char *path);
+
+/* Packets held, and one of them by index (0-based, capture order). */
+size_t ug_recording_count(const ug_recording *r);
+int ug_recording_get(const ug_recording *r, size_t index, struct ug_recorded_packet *ret);
+/* The hello caps of each side (the first hello word), and their intersection. */
+uint32_t ug_recording_caps(const ug_recording *r, enum ug_dir dir);
+uint32_t ug_recording_negotiated_caps(const ug_recording *r);
+/* The first device_connect of the recording. */
+int ug_recording_device(const ug_recording *r,
+                        struct usb_redir_device_connect_header *ret_dev);
+/* UG_RAW_LINKTYPE or UG_USBMON_LINKTYPE once loaded, else -1. */
+int ug_recording_format(const ug_recording *r);
+/* Bytes held (headers, data and the index). */
+uint64_t ug_recording_memory(const ug_recording *r);
+const char *ug_recording_errmsg(const ug_recording *r);
+/* "super (5 Gb/s)"-style name for the usbredir speed, or parses "low",
+ * "full", "high", "super" (and 1.5, 12, 480, 5000) into *ret_speed. */
+const char *ug_recording_speed_name(int speed);
+int ug_recording_parse_speed(const char *text, int *ret_speed);
+
+/*
+ * Replay rules and report, shared by the emulated device and the replayed
+ * guest.
+ *
+ * Rules say what may differ between the recording and the live session.
+ * ug_replay_rules_add() takes one rule as users write it:
+ *   status | length | data   that part of an answer is not compared (guest
+ *                            mode) / OUT data is not matched (device mode)
+ *   EP:FROM-TO               data bytes FROM..TO (inclusive, decimal or 0x
+ *                            hex) on endpoint EP (0x81, 2, or * for any) are
+ *                            masked, in requests and answers
+ *   setup:FROM-TO            bytes of the control setup packet are masked
+ *                            when matching (device mode)
+ * Bulk-only mass storage tags (CBW/CSW bytes 4-7) are handled by default:
+ * the emulated device matches a CBW without its tag and answers the CSW with
+ * the guest's tag; ug_replay_rules_set_bot_tags(r, 0) turns that off.
+ */
+typedef struct ug_replay_rules ug_replay_rules;
+
+ug_replay_rules *ug_replay_rules_new(void);
+void ug_replay_rules_free(ug_replay_rules *r);
+/* Returns 0, or UG_E_INVAL with a sentence in errbuf; at most 64 rules. */
+int ug_replay_rules_add(ug_replay_rules *r, const char *rule, char *errbuf, size_t errbuf_size);
+void ug_replay_rules_set_bot_tags(ug_replay_rules *r, int on);
+
+/*
+ * A report: the divergences found (at most UG_REPLAY_MAX_DIVERGENCES kept,
+ * all counted) and counters. Data kept per divergence is a window of at
+ * most UG_REPLAY_MAX_DIFF_DATA bytes per side around the first difference
+ * (the true lengths are kept).
+ */
+#define UG_REPLAY_MAX_DIVERGENCES 1000u
+#define UG_REPLAY_MAX_DIFF_DATA 4096u
+
+struct ug_divergence {
+	uint64_t record;        /* record number in the capture: the recorded answer
+	                         * (guest mode) or the recorded request nearest to the
+	                         * unmatched one (device mode); 0: none */
+	uint64_t seq;           /* 1-based number of the live request */
+	char transfer[160];     /* "control_packet ep 0x80 GET_DESCRIPTOR DEVICE ... id 5" */
+	char reason[160];       /* "data differs at byte 12", "no recorded transfer matches" */
+	int exp_status, got_status;        /* usbredir status, -1 when none */
+	uint32_t exp_length, got_length;   /* length fields */
+	const uint8_t *exp_data, *got_data; /* owned by the report */
+	uint32_t exp_data_len, got_data_len; /* bytes kept at the pointers */
+	uint32_t data_offset;   /* offset in the transfer's data of the kept bytes */
+};
+
+struct ug_replay_summary {
+	uint64_t requests;      /* live requests handled (device) or sent (guest) */
+	uint64_t matched;       /* answered from / equal to the recording */
+	uint64_t reused;        /* device: answered from an already used transfer */
+	uint64_t diverged;      /* divergences, all of them */
+	uint64_t skipped;       /* guest: recorded requests not sent (no recorded answer) */
+	uint64_t pushed;        /* stream packets sent (device) or received (guest) */
+	uint64_t unused;        /* device: recorded requests the guest never made */
+	uint64_t elapsed_ns;
+	int completed;          /* guest: every request was sent and answered */
+};
+
+typedef struct ug_replay_report ug_replay_report;
+
+/* name labels the JUnit test suite ("usbreplay"); copied. */
+ug_replay_report *ug_replay_report_new(const char *name);
+void ug_replay_report_free(ug_replay_report *r);
+size_t ug_replay_report_count(const ug_replay_report *r);
+const struct ug_divergence *ug_replay_report_get(const ug_replay_report *r, size_t index);
+void ug_replay_report_summary(const ug_replay_report *r, struct ug_replay_summary *ret);
+/* Text: each divergence with a hex diff (verbose also lists matches' counts
+ * per endpoint), then the summary line. */
+int ug_replay_report_write_text(const ug_replay_report *r, FILE *out, int verbose);
+/* One JSON object: {"summary":{...},"divergences":[...]} with data as hex. */
+int ug_replay_report_write_json(const ug_replay_report *r, FILE *out);
+/* JUnit XML: one test case per divergence, or one passing case. */
+int ug_replay_report_write_junit(const ug_replay_report *r, FILE *out);
+
+/*
+ * The emulated device: the usb-host role answering from a recording over any
+ * transport (socket, SPICE usbredir channel). On attach it sends its hello
+ * (the recorded host caps plus ep_info_max_packet_size, 32bits_bulk_length,
+ * 64bits_ids and connect_device_version, which QEMU needs to attach behind
+ * xhci), and after the guest's hello the recorded ep_info, interface_info
+ * and device_connect. Each guest request is answered from the recording:
+ * per endpoint, the next recorded request with the same setup packet
+ * (control) or the same OUT data (requested length for IN), in recorded
+ * order, preferring the transfers that follow the last one matched; when
+ * none is left an already used identical one is answered again (counted as
+ * reused). Strict mode requires the exact recorded global order and never
+ * reuses. A descriptor read (GET_DESCRIPTOR) shorter than every recorded
+ * one of the same descriptor is answered with the recorded bytes cut to its
+ * wLength, as a device does (counted as reused). A request without a match
+ * gets the unmatched status (default stall) and is reported. set_configuration and set_alt_setting re-send
+ * the recorded ep_info and interface_info before their status. Stream data
+ * the recorded host pushed (interrupt receiving, bulk receiving, iso
+ * streams) is pushed once the guest starts receiving on that endpoint, as
+ * fast as the transport takes it or at the recorded pace.
+ *
+ * Guest input is bounded: packets above the limit (default
+ * UG_EMULATED_DEFAULT_MAX_PACKET) are skipped and reported; decoding errors
+ * are reported and skipped by length. Runs on the thread-default main
+ * context; the done callback comes once the transport ended.
+ */
+typedef struct ug_emulated_device ug_emulated_device;
+
+#define UG_EMULATED_DEFAULT_MAX_PACKET (8u * 1024u * 1024u + 1024u)
+
+enum ug_replay_pace {
+	UG_PACE_FAST = 0,
+	UG_PACE_RECORDED = 1,
+};
+
+/* error/message as in ug_transport_closed_fn. */
+typedef void (*ug_replay_done_fn)(void *owner, int error, const char *message, void *user_data);
+
+/* rec and rules are borrowed (rules may be NULL) and must outlive the device. */
+ug_emulated_device *ug_emulated_device_new(const ug_recording *rec, const ug_replay_rules *rules);
+void ug_emulated_device_free(ug_emulated_device *d);
+void ug_emulated_device_set_strict(ug_emulated_device *d, int strict);
+void ug_emulated_device_set_pace(ug_emulated_device *d, enum ug_replay_pace pace);
+/* Holds pushed stream data for ms after the guest starts receiving (default
+ * 0): a guest's kernel may start receiving long before the program that
+ * reads the device is there. */
+void ug_emulated_device_set_stream_delay(ug_emulated_device *d, unsigned ms);
+/* usbredir status for requests without a match (default usb_redir_stall). */
+void ug_emulated_device_set_unmatched_status(ug_emulated_device *d, uint8_t status);
+int ug_emulated_device_set_max_packet(ug_emulated_device *d, uint32_t max);
+void ug_emulated_device_set_log(ug_emulated_device *d, ug_log_fn fn, void *user_data);
+void ug_emulated_device_set_done(ug_emulated_device *d, ug_replay_done_fn fn, void *user_data);
+/* Starts a session on t (owned by the device from now on, in every case).
+ * UG_E_STATE when a session ran already. */
+int ug_emulated_device_attach(ug_emulated_device *d, struct ug_transport *t);
+/* Ends the session (no done callback). */
+void ug_emulated_device_stop(ug_emulated_device *d);
+/* The report (owned by d). */
+const ug_replay_report *ug_emulated_device_report(const ug_emulated_device *d);
+
+/*
+ * The replayed guest: the usb-guest role against a live usb-host
+ * (usbredirsrv, usbredirect). It sends the recorded hello, waits for the
+ * host's device_connect (compared with the recording), then sends the
+ * recorded guest requests in order, each after the previous was answered,
+ * with the recorded ids, and compares each answer (status, length, data,
+ * under the rules) with the recorded one. Requests the recording holds no
+ * answer for (cancelled, or pending at the end) are skipped; stream data
+ * the host pushes is counted, not compared. An answer that does not come
+ * within the timeout (default 10 s) ends the replay as a divergence. When
+ * the last request was answered (or the replay ended) the transport is
+ * closed and the done callback comes.
+ */
+typedef struct ug_replay_guest ug_replay_guest;
+
+ug_replay_guest *ug_replay_guest_new(const ug_recording *rec, const ug_replay_rules *rules);
+void ug_replay_guest_free(ug_replay_guest *g);
+void ug_replay_guest_set_timeout(ug_replay_guest *g, unsigned ms);
+void ug_replay_guest_set_log(ug_replay_guest *g, ug_log_fn fn, void *user_data);
+void ug_replay_guest_set_done(ug_replay_guest *g, ug_replay_done_fn fn, void *user_data);
+int ug_replay_guest_set_max_packet(ug_replay_guest *g, uint32_t max);
+/* Starts on t (owned by g from now on). UG_E_STATE when already started. */
+int ug_replay_guest_attach(ug_replay_guest *g, struct ug_transport *t);
+const ug_replay_report *ug_replay_guest_report(const ug_replay_guest *g);
 
 /* ---- device bridge, emulated device, transports -------------------------- */
 

@@ -44,6 +44,19 @@ static void decode_body(uint16_t type, const uint8_t *b, size_t n, struct ug_buf
 	(void)sink;
 }
 
+/* A message of a decoded connection: its body, and its usbredir payload if it has one. */
+static void decode_message(const struct ug_spice_unit *u, struct ug_buf *vmc)
+{
+	volatile uint8_t sink = 0;
+	const uint8_t *p;
+	size_t n;
+
+	decode_body(u->type, u->body, u->size, vmc);
+	if (ug_spice_vmc_payload(u, 1u << 20, vmc, &p, &n, NULL) == 1 && n > 0)
+		sink ^= p[n - 1];
+	(void)sink;
+}
+
 /*
  * Mode 0: a recorded connection. The input is a list of records
  * {u8 direction (bit 0: from server), u16 length, bytes}, fed in order the
@@ -83,8 +96,7 @@ static void run_connection(const uint8_t *data, size_t size, struct ug_buf *vmc)
 					if (r < 0 && r != UG_E_TOOBIG)
 						break;
 					if (r == 1 && ev.kind == UG_SPICE_EV_MESSAGE)
-						decode_body(ev.unit.type, ev.unit.body,
-						            ev.unit.size, vmc);
+						decode_message(&ev.unit, vmc);
 				}
 				left = ug_spice_conn_dec_unfeed(d, s);
 				ug_buf_consume(&q[s], q[s].len - left);

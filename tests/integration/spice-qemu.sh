@@ -204,8 +204,9 @@ check "device_del: the channel's connection closes, reported as channel removed"
 # The VM restarts: the same client reconnects (the caller's policy) and re-attaches.
 kill "$qemu_pid_a" 2>/dev/null
 wait "$qemu_pid_a" 2>/dev/null
-check "server gone: the session ends with a disconnected callback" \
-	'wait_for $tmp/a.out "^DISCONNECTED" 10' -- "$tmp/a.out" "$tmp/a.err"
+check "server gone: the session ends with UG_E_CLOSED and a sentence" \
+	'wait_for $tmp/a.out "^DISCONNECTED -11 main channel 0: 127.0.0.1:$pa closed the connection" 10' \
+	-- "$tmp/a.out" "$tmp/a.err"
 start_qemu a "port=$pa,addr=127.0.0.1,disable-ticketing=on"
 check "reconnected to the restarted VM: a new session, both channels again" \
 	'wait_for $tmp/a.out "count=2" 20 && wait_count $tmp/a.out "^HELLO 0 " 2 10 && wait_count $tmp/a.out "^HELLO 1 " 2 5' \

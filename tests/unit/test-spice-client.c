@@ -303,6 +303,7 @@ enum scenario {
 	SC_SILENT_USBREDIR,
 	SC_CORRUPT_LZ4,
 	SC_MIGRATE,
+	SC_STALL,
 };
 
 #define SESSION_ID 0x5eed1234u
@@ -521,6 +522,12 @@ static gpointer serve_conn(gpointer data)
 		goto out;
 	if (sv->sc == SC_SILENT_USBREDIR && m.channel_type == SPICE_CHANNEL_USBREDIR)
 		goto out;
+	if (sv->sc == SC_STALL) {
+		/* Accept the link message and say nothing until the client gives up. */
+		while (recv(fd, body, sizeof(body), 0) > 0)
+			;
+		goto out;
+	}
 	memset(&r, 0, sizeof(r));
 	der_len = i2d_PUBKEY(sv->key, &der);
 	memcpy(r.pub_key, der, (size_t)der_len);
@@ -660,6 +667,8 @@ struct run {
 	char t_msg[UG_ERRMSG_SIZE];
 	int open_id;
 	int free_in_disconnect;
+	int reconnects_in_cb;   /* connect() again from the disconnected callback */
+	int disconnects;
 	int sent;
 };
 
@@ -723,12 +732,19 @@ static void r_disconnected(ug_spice_client *c, int error, const char *message, v
 	struct run *r = user_data;
 
 	r->disconnected = 1;
+	r->disconnects++;
 	r->disc_error = error;
 	snprintf(r->disc_msg, sizeof(r->disc_msg), "%s", message);
 	if (r->free_in_disconnect) {
 		/* Freeing the client from its own callback is allowed. */
 		ug_spice_client_free(c);
 		r->c = NULL;
+	}
+	if (r->reconnects_in_cb > 0) {
+		/* So is connecting again: the reconnect hook. */
+		r->reconnects_in_cb--;
+		assert_int_equal(ug_spice_client_connect(c), 0);
+		return;
 	}
 	g_main_loop_quit(r->loop);
 }
@@ -760,7 +776,7 @@ static gboolean r_poll_server(gpointer user_data)
 static void run_client(struct server *sv, struct run *r, const char *password)
 {
 	struct ug_spice_client_callbacks cb = { r_connected, r_added, NULL, r_disconnected };
-	char uri[64], err[UG_ERRMSG_SIZE];
+	char uri[64];
 	void *poll_args[2] = { r, sv };
 	guint t1, t2;
 
@@ -782,7 +798,6 @@ static void run_client(struct server *sv, struct run *r, const char *password)
 	g_main_loop_run(r->loop);
 	g_source_remove(t1);
 	g_source_remove(t2);
-	(void)err;
 }
 
 static void run_finish(struct run *r)
@@ -903,6 +918,7 @@ static void test_fake_server_no_such_channel(void **state)
 	assert_true(r.t_closed);
 	assert_int_equal(r.t_error, UG_E_NOTFOUND);
 	assert_non_null(strstr(r.t_msg, "without a link reply: no such channel"));
+	assert_string_equal(ug_spice_client_errmsg(r.c), r.t_msg);
 	assert_false(r.disconnected);
 	run_finish(&r);
 	server_stop(sv);
@@ -939,6 +955,34 @@ static void test_fake_server_migration_refused(void **state)
 	server_stop(sv);
 }
 
+static void test_fake_server_stalls(void **state)
+{
+	struct server *sv = server_start(SC_STALL, "");
+	struct run r = { .open_id = -1 };
+	struct ug_spice_client_callbacks cb = { r_connected, r_added, NULL, r_disconnected };
+	char uri[64];
+	gint64 t0;
+
+	r.loop = g_main_loop_new(NULL, FALSE);
+	r.c = ug_spice_client_new();
+	snprintf(uri, sizeof(uri), "spice://127.0.0.1:%d", sv->port);
+	assert_int_equal(ug_spice_client_set_uri(r.c, uri), 0);
+	ug_spice_client_set_callbacks(r.c, &cb, &r);
+	ug_spice_client_set_link_timeout(r.c, 300);
+	assert_int_equal(ug_spice_client_connect(r.c), 0);
+	t0 = g_get_monotonic_time();
+	guint t = g_timeout_add_seconds(10, r_timeout, &r);
+	g_main_loop_run(r.loop);
+	g_source_remove(t);
+	assert_true(r.disconnected);
+	assert_int_equal(r.disc_error, UG_E_TIMEOUT);
+	assert_non_null(strstr(r.disc_msg, "no progress within 300 ms (waiting for the link reply)"));
+	/* Not a timing assertion: only that it did not wait for the 10 s guard. */
+	assert_true(g_get_monotonic_time() - t0 < 9 * G_USEC_PER_SEC);
+	run_finish(&r);
+	server_stop(sv);
+}
+
 static void test_connect_refused(void **state)
 {
 	struct run r = { .open_id = -1 };
@@ -961,8 +1005,9 @@ static void test_connect_refused(void **state)
 	snprintf(uri, sizeof(uri), "spice://127.0.0.1:%d", port);
 	assert_int_equal(ug_spice_client_set_uri(r.c, uri), 0);
 	ug_spice_client_set_callbacks(r.c, &cb, &r);
+	/* The first run reconnects twice from inside the callback, the second after it. */
+	r.reconnects_in_cb = 2;
 	for (int attempt = 0; attempt < 2; attempt++) {
-		/* The reconnect hook: connect() again after the disconnected callback. */
 		r.disconnected = 0;
 		assert_int_equal(ug_spice_client_connect(r.c), 0);
 		guint t = g_timeout_add_seconds(5, r_timeout, &r);
@@ -972,6 +1017,7 @@ static void test_connect_refused(void **state)
 		assert_int_equal(r.disc_error, UG_E_IO);
 		assert_non_null(strstr(r.disc_msg, "Connection refused"));
 	}
+	assert_int_equal(r.disconnects, 4);
 	run_finish(&r);
 }
 
@@ -1053,6 +1099,7 @@ int main(void)
 		cmocka_unit_test(test_fake_server_corrupt_lz4),
 		cmocka_unit_test(test_fake_server_migration_refused),
 		cmocka_unit_test(test_connect_refused),
+		cmocka_unit_test(test_fake_server_stalls),
 		cmocka_unit_test(test_fake_server_pause_and_limits),
 	};
 

@@ -650,6 +650,28 @@ static void test_vmc_lz4_round_trip(void **state)
 	}
 	assert_int_equal(r, 0);
 	assert_int_equal(compressed, 5);
+	/* The same stream through ug_spice_vmc_payload(), as a capture reader does it. */
+	{
+		struct ug_buf scratch, again;
+		const uint8_t *p;
+		size_t n;
+		ug_spice_dec *d2 = ug_spice_dec_new(UG_SPICE_UNIT_MINI, 0);
+		struct ug_spice_unit ping = { .type = SPICE_MSG_PING };
+
+		ug_buf_init(&scratch, 1 << 20);
+		ug_buf_init(&again, 1 << 20);
+		assert_int_equal(ug_spice_dec_feed(d2, ug_buf_peek(&wire), wire.len), 0);
+		while (ug_spice_dec_next(d2, &u) == 1) {
+			assert_int_equal(ug_spice_vmc_payload(&u, 1 << 20, &scratch, &p, &n, err), 1);
+			assert_int_equal(ug_buf_append(&again, p, n), 0);
+		}
+		assert_int_equal(again.len, plain.len);
+		assert_memory_equal(ug_buf_peek(&again), ug_buf_peek(&plain), plain.len);
+		assert_int_equal(ug_spice_vmc_payload(&ping, 1 << 20, &scratch, &p, &n, err), 0);
+		ug_buf_release(&scratch);
+		ug_buf_release(&again);
+		ug_spice_dec_free(d2);
+	}
 	assert_int_equal(raw, 1);
 	assert_int_equal(plain.len, sizeof(data) + 2001);
 	assert_memory_equal(ug_buf_peek(&plain), data, sizeof(data));
@@ -789,7 +811,6 @@ static void build_session(uint8_t *cs, size_t *clen, uint8_t *ss, size_t *slen, 
 {
 	struct ug_spice_link_mess m = { 0 };
 	struct ug_spice_link_reply r = { 0 };
-	uint64_t serial = 0;
 	uint8_t b[12];
 	size_t n;
 
@@ -821,7 +842,6 @@ static void build_session(uint8_t *cs, size_t *clen, uint8_t *ss, size_t *slen, 
 	*slen += ug_spice_header_encode(1, 0, SPICE_MSG_PING, 12, ss + *slen);
 	ug_spice_pong_encode(9, 10, b);
 	memcpy(ss + *slen, b, 12), *slen += 12;
-	(void)serial;
 }
 
 /* Decodes both sides with step-byte feeds, client first or server first; returns the event kinds.
@@ -953,9 +973,50 @@ static void test_conn_dec_sasl_unsupported(void **state)
 	ug_spice_conn_dec_free(d);
 }
 
+/* spice-protocol's constants against the wire values protocols.md and the captures show. */
+static void test_protocol_constants(void **state)
+{
+	assert_int_equal(SPICE_MAGIC, 0x51444552); /* "REDQ" read little-endian */
+	assert_int_equal(SPICE_VERSION_MAJOR, 2);
+	assert_int_equal(SPICE_VERSION_MINOR, 2);
+	assert_int_equal(SPICE_TICKET_PUBKEY_BYTES, 162);
+	assert_int_equal(UG_SPICE_LINK_REPLY_SIZE, 178);
+	assert_int_equal(UG_SPICE_TICKET_SIZE, 128);
+	assert_int_equal(SPICE_MAX_PASSWORD_LENGTH, 60);
+	assert_int_equal(SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION, 0);
+	assert_int_equal(SPICE_COMMON_CAP_AUTH_SPICE, 1);
+	assert_int_equal(SPICE_COMMON_CAP_AUTH_SASL, 2);
+	assert_int_equal(SPICE_COMMON_CAP_MINI_HEADER, 3);
+	assert_int_equal(SPICE_SPICEVMC_CAP_DATA_COMPRESS_LZ4, 0);
+	assert_int_equal(SPICE_LINK_ERR_NEED_SECURED, 5);
+	assert_int_equal(SPICE_LINK_ERR_PERMISSION_DENIED, 7);
+	assert_int_equal(SPICE_LINK_ERR_BAD_CONNECTION_ID, 8);
+	assert_int_equal(SPICE_CHANNEL_MAIN, 1);
+	assert_int_equal(SPICE_CHANNEL_USBREDIR, 9);
+	assert_int_equal(SPICE_MSG_MIGRATE, 1);
+	assert_int_equal(SPICE_MSG_SET_ACK, 3);
+	assert_int_equal(SPICE_MSG_PING, 4);
+	assert_int_equal(SPICE_MSG_DISCONNECTING, 6);
+	assert_int_equal(SPICE_MSG_NOTIFY, 7);
+	assert_int_equal(SPICE_MSGC_ACK_SYNC, 1);
+	assert_int_equal(SPICE_MSGC_ACK, 2);
+	assert_int_equal(SPICE_MSGC_PONG, 3);
+	assert_int_equal(SPICE_MSG_MAIN_MIGRATE_BEGIN, 101);
+	assert_int_equal(SPICE_MSG_MAIN_INIT, 103);
+	assert_int_equal(SPICE_MSG_MAIN_CHANNELS_LIST, 104);
+	assert_int_equal(SPICE_MSGC_MAIN_MIGRATE_CONNECT_ERROR, 103);
+	assert_int_equal(SPICE_MSGC_MAIN_ATTACH_CHANNELS, 104);
+	assert_int_equal(SPICE_MSG_SPICEVMC_DATA, 101);
+	assert_int_equal(SPICE_MSG_SPICEVMC_COMPRESSED_DATA, 102);
+	assert_int_equal(SPICE_MSGC_SPICEVMC_DATA, 101);
+	assert_int_equal(SPICE_MSGC_SPICEVMC_COMPRESSED_DATA, 102);
+	assert_int_equal(SPICE_DATA_COMPRESSION_TYPE_LZ4, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_protocol_constants),
 		cmocka_unit_test(test_link_mess_round_trip),
 		cmocka_unit_test(test_link_mess_bad),
 		cmocka_unit_test(test_link_header_limits),
