@@ -1846,6 +1846,17 @@ ug_device_bridge *ug_device_bridge_new(ug_usb_host *h, const char *name, ug_usb_
                                        const ug_usb_filter *filter);
 void ug_device_bridge_set_events(ug_device_bridge *b, ug_device_bridge_event_fn fn,
                                  void *user_data);
+/*
+ * A tap sees every byte of a session as it passes: UG_DIR_G2H what the guest
+ * sent (before libusbredirhost parses it), UG_DIR_H2G what goes to the guest
+ * (as handed to the transport). A session is one usbredir stream per
+ * direction from SESSION_STARTED to SESSION_ENDED. data is valid only during
+ * the call; it is made from the main context. (For captures: feed it to a
+ * ug_usbredir_session.)
+ */
+typedef void (*ug_device_bridge_tap_fn)(ug_device_bridge *b, enum ug_dir dir,
+                                        const uint8_t *data, size_t len, void *user_data);
+void ug_device_bridge_set_tap(ug_device_bridge *b, ug_device_bridge_tap_fn fn, void *user_data);
 /* Looks for a matching device now (a new bridge does this itself). */
 void ug_device_bridge_rescan(ug_device_bridge *b);
 /* Starts a session on t (ownership passes to the bridge in every case).
