@@ -32,7 +32,7 @@ trap cleanup EXIT
 make_capture() {
 	cap=$1 mss=$2
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-	timeout 600 tcpdump -q -i lo -B 262144 -U -w "$cap" "tcp port $port" 2>/dev/null & pids="$!"
+	timeout 600 tcpdump -q -i lo -B 262144 -U -w "$cap" "tcp port $port" 2>"$cap.log" & pids="$!"
 	sleep 2
 	timeout 600 python3 - "$port" "$mb" "$mss" <<'PY'
 import random, socket, sys, threading
@@ -62,8 +62,12 @@ cl.shutdown(socket.SHUT_WR)
 while cl.recv(65536): pass
 cl.close(); t.join()
 PY
-	sleep 1
+	# tcpdump writes behind the traffic: stop it once the file stops growing,
+	# so the capture holds the whole session.
+	last=-1
+	while [ "$(stat -c %s "$cap")" != "$last" ]; do last=$(stat -c %s "$cap"); sleep 1; done
 	kill -INT $pids; wait $pids || true; pids=""
+	echo "tcpdump: $(grep -h 'dropped by kernel' "$cap.log" || echo 'no drop count')"
 }
 
 best() {  # best CMD...: the shortest of 3 runs, in seconds

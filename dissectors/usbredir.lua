@@ -124,15 +124,22 @@ local function has_cap(caps, bit_no)
 	return bit.band(caps, bit.lshift(1, bit_no)) ~= 0
 end
 
--- Size of a packet type's header under the negotiated caps (nil: unknown type).
-local function type_header_size(t, caps, length)
+-- Size of a packet type's header under the negotiated caps (nil: unknown
+-- type). Without known caps the caps-dependent sizes follow the length.
+local function type_header_size(t, caps, length, caps_known)
+	if not caps_known then
+		if t == 1 then return length >= 10 and 10 or 8 end
+		if t == 5 then
+			return (length >= 288 and 288) or (length >= 160 and 160) or 96
+		end
+	end
 	local fixed = {
 		[2] = 0, [3] = 0, [4] = 132, [6] = 1, [7] = 0, [8] = 2, [9] = 2, [10] = 1, [11] = 3,
 		[12] = 3, [13] = 1, [14] = 2, [15] = 1, [16] = 1, [17] = 2, [18] = 8, [19] = 4,
 		[20] = 9, [21] = 0, [22] = 0, [23] = 0, [24] = 0, [25] = 10, [26] = 5, [27] = 6,
 		[100] = 10, [102] = 4, [103] = 4, [104] = 10,
 	}
-	if t == 0 then return length end
+	if t == 0 then return math.max(length, 64) end
 	if t == 1 then return has_cap(caps, CAP_DEVICE_VERSION) and 10 or 8 end
 	if t == 5 then
 		local n = 96
@@ -163,6 +170,14 @@ local descriptor_names = {
 	[0x0b] = "INTERFACE_ASSOCIATION", [0x0f] = "BOS", [0x21] = "HID", [0x22] = "REPORT",
 	[0x23] = "PHYSICAL", [0x29] = "HUB",
 }
+
+-- A C string in a fixed field: up to the first NUL, which may be missing.
+local function cstring(range)
+	local raw = range:raw()
+	local nul = raw:find("\0", 1, true)
+	if nul then raw = raw:sub(1, nul - 1) end
+	return (raw:gsub("[^\32-\126]", "?"))
+end
 
 local function request_summary(rt, req, value, index, length)
 	local kind = bit.band(rt, 0x60)
@@ -209,7 +224,7 @@ end
 local function session_state(n)
 	local s = sessions[n]
 	if not s then
-		s = { pending = {}, interval = {}, next_urb = 1 }
+		s = { pending = {}, interval = {}, mps = {}, bpt = {}, next_urb = 1 }
 		sessions[n] = s
 	end
 	return s
@@ -273,6 +288,10 @@ local function usbmon_records(pinfo, p)
 		math.floor((pinfo.abs_ts - secs) * 1e6 + 0.5)) }
 	if p.dir == 0 then
 		local x
+		if t == 25 and p.endpoint then
+			s.bpt[p.endpoint] = p.bytes_per_transfer
+			return out
+		end
 		if t == 100 then
 			x = new_xfer(2, bit.band(p.requesttype, 0x80),
 				setup_bytes(p.requesttype, p.request, p.value, p.index, p.xlength))
@@ -311,6 +330,7 @@ local function usbmon_records(pinfo, p)
 	-- host -> guest
 	if t == 5 then
 		for ep, iv in pairs(p.intervals or {}) do s.interval[ep] = iv end
+		for ep, m in pairs(p.mps or {}) do s.mps[ep] = m end
 		return out
 	end
 	local x = s.pending[key]
@@ -324,7 +344,11 @@ local function usbmon_records(pinfo, p)
 			-- Stream data the host pushed: submit and completion at once.
 			local xfer = ({ [102] = 0, [103] = 1, [104] = 3 })[t]
 			local y = new_xfer(xfer, p.endpoint, nil)
-			table.insert(out, usbmon_record(y, "S", EINPROGRESS, p.data_total or 0, nil, nts))
+			-- The guest's URB asked for a max packet (bytes_per_transfer
+			-- for bulk receiving), as lib/transfer-tracker.c assumes.
+			local asked = (t == 104) and (s.bpt[p.endpoint] or 0) or (s.mps[p.endpoint] or 0)
+			asked = math.max(asked, p.data_total or 0)
+			table.insert(out, usbmon_record(y, "S", EINPROGRESS, asked, nil, nts))
 			table.insert(out, usbmon_record(y, "C", linux_status[p.status] or EPROTO,
 				p.data_total or 0, p.data, nts))
 		else
@@ -369,7 +393,7 @@ local function dissect_type_header(tvb, off, tree, p, caps)
 				end
 			end
 		end
-		p.summary = string.format("\"%s\"", tvb(off, 64):stringz())
+		p.summary = string.format("\"%s\"", cstring(tvb(off, 64)))
 	elseif t == 1 then
 		u8(F.speed, 0); u8(F.dev_class, 1); u8(F.dev_subclass, 2); u8(F.dev_protocol, 3)
 		local vid, pid = u16(F.vendor_id, 4), u16(F.product_id, 6)
@@ -399,7 +423,11 @@ local function dissect_type_header(tvb, off, tree, p, caps)
 				st:add(F.ep_type, tvb(off + i, 1))
 				st:add(F.interval, tvb(off + 32 + i, 1))
 				st:add(F.interface, tvb(off + 64 + i, 1))
-				if p.hdr_len >= 160 then st:add_le(F.max_packet_size, tvb(off + 96 + 2 * i, 2)) end
+				if p.hdr_len >= 160 then
+					st:add_le(F.max_packet_size, tvb(off + 96 + 2 * i, 2))
+					p.mps = p.mps or {}
+					p.mps[addr] = tvb(off + 96 + 2 * i, 2):le_uint()
+				end
 				if p.hdr_len >= 288 then st:add_le(F.max_streams, tvb(off + 160 + 4 * i, 4)) end
 				p.intervals[addr] = tvb(off + 32 + i, 1):uint()
 				table.insert(list, string.format("0x%02x:%s", addr, ep_type_names[ty] or "?"))
@@ -432,7 +460,8 @@ local function dissect_type_header(tvb, off, tree, p, caps)
 	elseif t == 20 then
 		u32(F.endpoints, 0); u32(F.no_streams, 4); p.status = u8(F.status, 8)
 	elseif t == 25 then
-		u32(F.stream_id, 0); u32(F.bytes_per_transfer, 4); p.endpoint = u8(F.endpoint, 8)
+		u32(F.stream_id, 0); p.bytes_per_transfer = u32(F.bytes_per_transfer, 4)
+		p.endpoint = u8(F.endpoint, 8)
 		u8(F.no_transfers, 9)
 	elseif t == 26 then
 		u32(F.stream_id, 0); p.endpoint = u8(F.endpoint, 4)
@@ -516,17 +545,17 @@ function usbredir.dissector(tvb, pinfo, tree)
 		p.id = UInt64(body(8, 4):le_uint(), 0)
 	end
 
-	local hdr_len = type_header_size(p.type, caps, p.length)
+	local hdr_len = type_header_size(p.type, caps, p.length, bit.band(flags, 1) ~= 0)
 	local tname = type_names[p.type] or ("type " .. p.type)
 	root:append_text(string.format(", %s, %s, id %s", dirs, tname, tostring(p.id)))
-	if hdr_len and hdr_len > p.length then
-		-- Caps not known (a capture without hellos): trust the length.
-		hdr_len = p.length
-	end
 	local avail = body:len() - hlen
 	if hdr_len then
-		if hdr_len > avail then
+		-- A length below the type header is the packet's own contradiction;
+		-- bytes missing from the record are a cut capture. Neither decodes.
+		if hdr_len > p.length or hdr_len > avail then
 			root:add_proto_expert_info(ef_short)
+			pinfo.cols.info = string.format("#%d %s %s id %s (short)", p.session, dirs,
+				tname, tostring(p.id))
 			return
 		end
 		p.hdr_len = hdr_len
@@ -539,7 +568,7 @@ function usbredir.dissector(tvb, pinfo, tree)
 		if data_len > 0 then
 			if p.type == 23 then
 				root:add(F.filter, body(hlen + hdr_len, data_len))
-				p.summary = body(hlen + hdr_len, data_len):stringz()
+				p.summary = cstring(body(hlen + hdr_len, data_len))
 			else
 				root:add(F.data, body(hlen + hdr_len, data_len))
 				p.data = body(hlen + hdr_len, data_len):bytes():raw()
@@ -557,7 +586,7 @@ function usbredir.dissector(tvb, pinfo, tree)
 
 	-- The transfer, through Wireshark's own USB dissector.
 	local recs = frames[pinfo.number]
-	if recs == nil and not pinfo.visited and hdr_len then
+	if recs == nil and not pinfo.visited and p.hdr_len then
 		recs = usbmon_records(pinfo, p)
 		frames[pinfo.number] = recs
 	end

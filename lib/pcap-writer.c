@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <pcap/pcap.h>
 
@@ -83,6 +84,32 @@ UG_EXPORT int ug_pcap_writer_open(ug_pcap_writer *w, const char *path, int linkt
 		pcap_close(w->dead);
 		w->dead = NULL;
 		return code;
+	}
+	w->linktype = linktype;
+	w->error = 0;
+	w->records = 0;
+	return flush(w, "file header");
+}
+
+UG_EXPORT int ug_pcap_writer_open_file(ug_pcap_writer *w, FILE *fp, int linktype)
+{
+	if (!w || !fp)
+		return UG_E_INVAL;
+	if (w->dumper)
+		return ug_errmsg_set(w->errmsg, UG_E_STATE, "pcap writer already open");
+	if (linktype != UG_USBMON_LINKTYPE && linktype != UG_RAW_LINKTYPE)
+		return ug_errmsg_set(w->errmsg, UG_E_INVAL, "pcap link type %d: only %d and %d",
+		                     linktype, UG_USBMON_LINKTYPE, UG_RAW_LINKTYPE);
+	w->dead = pcap_open_dead_with_tstamp_precision(linktype, MAX_RECORD,
+	                                               PCAP_TSTAMP_PRECISION_NANO);
+	if (!w->dead)
+		return ug_errmsg_set(w->errmsg, UG_E_NOMEM, "pcap_open_dead failed");
+	w->dumper = pcap_dump_fopen(w->dead, fp);
+	if (!w->dumper) {
+		ug_errmsg_set(w->errmsg, UG_E_IO, "pcap stream: %s", pcap_geterr(w->dead));
+		pcap_close(w->dead);
+		w->dead = NULL;
+		return UG_E_IO;
 	}
 	w->linktype = linktype;
 	w->error = 0;
@@ -212,7 +239,12 @@ UG_EXPORT int ug_pcap_writer_close(ug_pcap_writer *w)
 	if (!w->dumper)
 		return w->error;
 	err = w->error ? w->error : flush(w, "close");
-	/* pcap_dump_close() reports nothing: the flush above is the check. */
+	/* pcap_dump_close() reports nothing, and some file systems report
+	 * write errors only at fsync or close: ask for them here. Pipes and
+	 * terminals cannot be synced, which is no error. */
+	if (!err && fsync(fileno(pcap_dump_file(w->dumper))) != 0 && errno != EINVAL &&
+	    errno != EROFS && errno != ENOTSUP)
+		err = io_error(w, "close", errno);
 	pcap_dump_close(w->dumper);
 	pcap_close(w->dead);
 	w->dumper = NULL;

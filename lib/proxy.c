@@ -274,8 +274,11 @@ UG_EXPORT int ug_proxy_start(ug_proxy *p)
 	if (p->started)
 		return ug_errmsg_set(p->errmsg, UG_E_STATE, "proxy already started");
 	p->started = 1;
-	for (int i = 0; i < 2; i++)
+	/* A caller may have paused a leg until the other one was connected. */
+	for (int i = 0; i < 2; i++) {
 		ug_transport_set_callbacks(p->t[i], on_data, on_closed, p);
+		ug_transport_pause(p->t[i], 0);
+	}
 	return 0;
 }
 

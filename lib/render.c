@@ -627,16 +627,18 @@ static void summary(FILE *f, uint64_t ts_ns, uint32_t session, const struct ug_u
 	case usb_redir_iso_packet:
 	case usb_redir_interrupt_packet:
 		/* The two headers have the same layout. */
-		fprintf(f, " ep 0x%02x status %s len %u data %" PRIu32, h->iso_packet.endpoint,
-		        ug_render_status_name(h->iso_packet.status), h->iso_packet.length,
-		        pkt->data_len);
+		fprintf(f, " ep 0x%02x", h->iso_packet.endpoint);
+		if (h2g)
+			fprintf(f, " status %s", ug_render_status_name(h->iso_packet.status));
+		fprintf(f, " len %u data %" PRIu32, h->iso_packet.length, pkt->data_len);
 		break;
 	case usb_redir_buffered_bulk_packet:
-		fprintf(f, " ep 0x%02x status %s len %u data %" PRIu32 " stream %u",
-		        h->buffered_bulk_packet.endpoint,
-		        ug_render_status_name(h->buffered_bulk_packet.status),
-		        h->buffered_bulk_packet.length, pkt->data_len,
-		        h->buffered_bulk_packet.stream_id);
+		fprintf(f, " ep 0x%02x", h->buffered_bulk_packet.endpoint);
+		if (h2g)
+			fprintf(f, " status %s",
+			        ug_render_status_name(h->buffered_bulk_packet.status));
+		fprintf(f, " len %u data %" PRIu32 " stream %u", h->buffered_bulk_packet.length,
+		        pkt->data_len, h->buffered_bulk_packet.stream_id);
 		break;
 	case usb_redir_filter_filter:
 		fputs(" \"", f);
@@ -698,4 +700,124 @@ UG_EXPORT int ug_render_packet(FILE *f, enum ug_render_format format, uint64_t t
 	if (ferror(f))
 		return UG_E_IO;
 	return 0;
+}
+
+/* ---- the transfer view ----------------------------------------------------- */
+
+static const char *xfer_type_name(uint8_t t)
+{
+	static const char *const names[] = { "iso", "interrupt", "control", "bulk" };
+
+	return t < UG_NELEMS(names) ? names[t] : "unknown";
+}
+
+static const char *event_name(enum ug_transfer_event_kind k)
+{
+	switch (k) {
+	case UG_TRANSFER_SUBMIT: return "submit";
+	case UG_TRANSFER_COMPLETE: return "complete";
+	case UG_TRANSFER_ABANDON: return "abandon";
+	case UG_TRANSFER_NOTICE: return "notice";
+	default: return "unknown";
+	}
+}
+
+static const char *origin_name(uint8_t o)
+{
+	static const char *const names[] = {
+		"request", "stream", "set_configuration", "get_configuration",
+		"set_alt_setting", "get_alt_setting",
+	};
+
+	return o < UG_NELEMS(names) ? names[o] : "unknown";
+}
+
+UG_EXPORT int ug_render_transfer(FILE *f, enum ug_render_format format, uint64_t ts_ns,
+                                 uint32_t session, const struct ug_transfer_event *ev)
+{
+	const struct ug_transfer *x;
+	char setup[128] = "";
+	int done;
+
+	if (!f || !ev || (format != UG_RENDER_SUMMARY && format != UG_RENDER_VERBOSE &&
+	                  format != UG_RENDER_JSON))
+		return UG_E_INVAL;
+	x = &ev->xfer;
+	if (x->has_setup)
+		ug_render_setup(setup, sizeof(setup), x->setup);
+	done = ev->kind == UG_TRANSFER_COMPLETE || ev->kind == UG_TRANSFER_ABANDON;
+
+	if (format == UG_RENDER_JSON) {
+		struct out o = { f, format, 1 };
+
+		fputc('{', f);
+		key(&o, "ts");
+		fprintf(f, "%" PRIu64 ".%09" PRIu64, ts_ns / 1000000000u, ts_ns % 1000000000u);
+		fu(&o, "session", session);
+		fstr(&o, "event", event_name(ev->kind));
+		fu(&o, "serial", x->serial);
+		fu(&o, "id", x->id);
+		fu(&o, "connection", x->connection);
+		fstr(&o, "packet_type", type_name(x->packet_type));
+		fstr(&o, "origin", origin_name(x->origin));
+		fstr(&o, "transfer_type", xfer_type_name(x->xfer_type));
+		fu(&o, "endpoint", x->endpoint);
+		if (x->has_setup) {
+			key(&o, "setup");
+			fputc('"', f);
+			hex(f, x->setup, 8);
+			fputc('"', f);
+			fstr(&o, "request_summary", setup);
+		}
+		fu(&o, "interval", x->interval);
+		fu(&o, "stream_id", x->stream_id);
+		fu(&o, "req_length", x->req_length);
+		if (ev->kind == UG_TRANSFER_COMPLETE) {
+			fstr(&o, "status", ug_render_status_name(ev->status));
+			fu(&o, "status_code", ev->status);
+			fu(&o, "actual_length", ev->actual_length);
+		}
+		if (done && ev->ts_ns >= x->submit_ts_ns)
+			fu(&o, "latency_ns", ev->ts_ns - x->submit_ts_ns);
+		if (ev->note)
+			fstr(&o, "note", ev->note);
+		fu(&o, "data_len", ev->data_len);
+		key(&o, "data");
+		fputc('"', f);
+		if (ev->data)
+			hex(f, ev->data, ev->data_len);
+		fputs("\"}\n", f);
+		return ferror(f) ? UG_E_IO : 0;
+	}
+
+	fprintf(f, "%5" PRIu64 ".%09" PRIu64 " ", ts_ns / 1000000000u, ts_ns % 1000000000u);
+	if (session)
+		fprintf(f, "#%" PRIu32 " ", session);
+	fprintf(f, "%-8s %-9s ep 0x%02x xfer %" PRIu64 " id %" PRIu64, event_name(ev->kind),
+	        xfer_type_name(x->xfer_type), x->endpoint, x->serial, x->id);
+	if (x->origin != UG_ORIGIN_REQUEST)
+		fprintf(f, " (%s)", origin_name(x->origin));
+	switch (ev->kind) {
+	case UG_TRANSFER_SUBMIT:
+		fprintf(f, " len %" PRIu32, x->req_length);
+		break;
+	case UG_TRANSFER_COMPLETE:
+		fprintf(f, " status %s len %" PRIu32, ug_render_status_name(ev->status),
+		        ev->actual_length);
+		break;
+	default:
+		break;
+	}
+	if (setup[0])
+		fprintf(f, " %s", setup);
+	if (done && ev->ts_ns >= x->submit_ts_ns)
+		fprintf(f, " after %" PRIu64 ".%03" PRIu64 " ms",
+		        (ev->ts_ns - x->submit_ts_ns) / 1000000u,
+		        (ev->ts_ns - x->submit_ts_ns) / 1000u % 1000u);
+	if (ev->note)
+		fprintf(f, ": %s", ev->note);
+	fputc('\n', f);
+	if (format == UG_RENDER_VERBOSE && ev->data && ev->data_len)
+		hexdump(f, ev->data, ev->data_len);
+	return ferror(f) ? UG_E_IO : 0;
 }

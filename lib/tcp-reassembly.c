@@ -42,6 +42,7 @@ struct side {
 	uint64_t fin_off;   /* stream offset of the FIN */
 	uint64_t ack_target;/* the peer acknowledged up to here, beyond next */
 	uint32_t ack_wait;  /* segments seen since ack_target was set */
+	uint64_t far_ack;   /* the peer acknowledged up to here, beyond the window */
 	struct piece *ooo, *ooo_tail;
 	uint64_t held;      /* PIECE_COST of the pieces in ooo */
 	uint32_t npieces;   /* pieces in ooo */
@@ -480,6 +481,13 @@ static int advance_to(struct ug_tcp_reasm *r, struct conn *c, int dir, const str
 	return drain(r, c, dir, w);
 }
 
+/* An acknowledged offset as far as data can go: a FIN takes one sequence
+ * number, and the FIN may have been seen after the ACK was. */
+static uint64_t acked_limit(const struct side *s, uint64_t target)
+{
+	return s->fin && target > s->fin_off ? s->fin_off : target;
+}
+
 /* Gives up every hole of a side (the connection is ending). */
 static int flush_side(struct ug_tcp_reasm *r, struct conn *c, int dir, const struct when *w)
 {
@@ -487,7 +495,7 @@ static int flush_side(struct ug_tcp_reasm *r, struct conn *c, int dir, const str
 	int ret;
 
 	if (s->ack_target > s->next) {
-		uint64_t t = s->ack_target;
+		uint64_t t = acked_limit(s, s->ack_target);
 
 		s->ack_target = 0;
 		if ((ret = advance_to(r, c, dir, w, t, UG_CAPTURE_GAP_NOT_CAPTURED)) < 0)
@@ -661,6 +669,16 @@ static int payload(struct ug_tcp_reasm *r, struct conn *c, int dir, const struct
 				return ret;
 		}
 		return drain(r, c, dir, w);
+	}
+	/* Far ahead, but the peer acknowledged having received beyond where
+	 * it starts: the capture lost more than a window (tcpdump dropping
+	 * frames under load), so the stream resumes here after a gap. */
+	if (off - s->next > r->lim.window && s->far_ack >= off) {
+		ret = advance_to(r, c, dir, w, off, UG_CAPTURE_GAP_NOT_CAPTURED);
+		if (ret < 0)
+			return ret;
+		s->far_ack = 0;
+		return payload(r, c, dir, w, dseq, data, len, caplen);
 	}
 	if (off - s->next > r->lim.window) {
 		r->st.bytes_dropped += len;
@@ -877,11 +895,16 @@ static int acknowledged(struct ug_tcp_reasm *r, struct conn *c, int dir, const s
 	if (aoff <= 0 || (uint64_t)aoff <= s->next)
 		return 0;
 	target = (uint64_t)aoff;
-	/* A FIN takes one sequence number: its acknowledgement is no data. */
-	if (s->fin && target > s->fin_off)
-		target = s->fin_off;
-	if (target <= s->next || target - s->next > r->lim.window)
+	target = acked_limit(s, target);
+	if (target <= s->next)
 		return 0;
+	/* Too far to act on alone (it may be garbage); a data segment that
+	 * starts within it confirms it (payload()). */
+	if (target - s->next > r->lim.window) {
+		if (target > s->far_ack)
+			s->far_ack = target;
+		return 0;
+	}
 	/* One byte beyond the last one with nothing held is most likely the
 	 * ACK of a FIN that was not captured, not a missing byte. */
 	if (!s->fin && !s->ooo && target == s->next + 1)
@@ -902,10 +925,10 @@ static int check_acked(struct ug_tcp_reasm *r, struct conn *c, const struct when
 {
 	for (int d = 0; d < 2; d++) {
 		struct side *s = &c->side[d];
-		uint64_t t = s->ack_target;
+		uint64_t t = acked_limit(s, s->ack_target);
 		int ret;
 
-		if (!t)
+		if (!s->ack_target)
 			continue;
 		if (t <= s->next) {
 			s->ack_target = 0;

@@ -37,6 +37,8 @@ struct ug_tracker {
 	uint8_t ep_type[32];
 	uint8_t ep_interval[32];
 	uint8_t stream_on[32];  /* the guest started a stream on this endpoint */
+	uint16_t ep_mps[32];    /* max packet size from ep_info (0 if not sent) */
+	uint32_t bulk_bpt[32];  /* bytes_per_transfer of bulk receiving */
 
 	uint64_t notices;
 	uint64_t abandoned;
@@ -54,6 +56,8 @@ static void reset_endpoints(ug_tracker *t)
 	memset(t->ep_type, usb_redir_type_invalid, sizeof(t->ep_type));
 	memset(t->ep_interval, 0, sizeof(t->ep_interval));
 	memset(t->stream_on, 0, sizeof(t->stream_on));
+	memset(t->ep_mps, 0, sizeof(t->ep_mps));
+	memset(t->bulk_bpt, 0, sizeof(t->bulk_bpt));
 	/* Endpoint 0 is a control endpoint before any ep_info says so. */
 	t->ep_type[0] = usb_redir_type_control;
 	t->ep_type[16] = usb_redir_type_control;
@@ -196,7 +200,8 @@ static int add_pending(ug_tracker *t, const struct ug_transfer *x, uint64_t ts_n
 		abandon(t, &old->x, ts_ns, UG_ABANDON_ID_REUSED);
 		remove_pending(t, old);
 	}
-	if (t->npend >= t->max_outstanding) {
+	/* A lowered limit can leave more than one to drop. */
+	while (t->npend >= t->max_outstanding) {
 		uint32_t oldest = 0;
 
 		for (uint32_t i = 1; i < t->npend; i++)
@@ -204,8 +209,6 @@ static int add_pending(ug_tracker *t, const struct ug_transfer *x, uint64_t ts_n
 				oldest = i;
 		abandon(t, &t->pend[oldest].x, ts_ns, UG_ABANDON_LIMIT);
 		remove_pending(t, &t->pend[oldest]);
-		if (t->npend >= t->max_outstanding)
-			return 0; /* the limit was lowered: keep dropping as requests come */
 	}
 	if (t->npend == t->pend_alloc) {
 		uint32_t n = t->pend_alloc ? t->pend_alloc * 2 : 32;
@@ -382,6 +385,8 @@ static int guest_packet(ug_tracker *t, const struct ug_usbredir_packet *pkt, uin
 		return 0;
 	case usb_redir_start_bulk_receiving:
 		t->stream_on[ep_index(pkt->h.start_bulk_receiving.endpoint)] = 1;
+		t->bulk_bpt[ep_index(pkt->h.start_bulk_receiving.endpoint)] =
+			pkt->h.start_bulk_receiving.bytes_per_transfer;
 		return 0;
 	case usb_redir_stop_iso_stream:
 		t->stream_on[ep_index(pkt->h.stop_iso_stream.endpoint)] = 0;
@@ -457,7 +462,13 @@ static int host_packet(ug_tracker *t, const struct ug_usbredir_packet *pkt, uint
 			/* Stream data: the host picked the id and no request
 			 * preceded it, so the transfer begins and ends here. */
 			x.origin = UG_ORIGIN_STREAM;
-			x.req_length = pkt->data_len;
+			/* The guest's URB asked for what the host receives per
+			 * transfer: a max packet, or bytes_per_transfer. */
+			x.req_length = pkt->type == usb_redir_buffered_bulk_packet
+			                       ? t->bulk_bpt[ep_index(ep)]
+			                       : t->ep_mps[ep_index(ep)];
+			if (x.req_length < pkt->data_len)
+				x.req_length = pkt->data_len;
 			if (!t->stream_on[ep_index(ep)])
 				notice(t, &x, ts_ns, "stream data on an endpoint with no stream started");
 			submit(t, &x, ts_ns, NULL, 0);
@@ -530,6 +541,8 @@ static int host_packet(ug_tracker *t, const struct ug_usbredir_packet *pkt, uint
 	case usb_redir_ep_info:
 		memcpy(t->ep_type, pkt->h.ep_info.type, sizeof(t->ep_type));
 		memcpy(t->ep_interval, pkt->h.ep_info.interval, sizeof(t->ep_interval));
+		for (unsigned i = 0; i < 32; i++)
+			t->ep_mps[i] = pkt->h.ep_info.max_packet_size[i];
 		return 0;
 	default:
 		return 0;

@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <usbredirproto.h>
 
 #ifdef __cplusplus
@@ -261,6 +262,7 @@ int ug_usbredir_encode(uint32_t negotiated_caps, const struct ug_usbredir_packet
  * (UG_ABANDON_ID_REUSED). The event queue holds at most max_outstanding + 8
  * events.
  */
+
 typedef struct ug_tracker ug_tracker;
 
 #define UG_TRACKER_DEFAULT_MAX_OUTSTANDING 4096u
@@ -334,13 +336,17 @@ void ug_tracker_free(ug_tracker *t);
 int ug_tracker_set_max_outstanding(ug_tracker *t, uint32_t max);
 
 /*
- * Account one packet seen at ts_ns. Returns 0 (events may be queued) or
- * UG_E_INVAL for a NULL packet. Unknown packets produce no event. The packet
- * view must stay valid while its events are taken.
+ * Account one packet seen at ts_ns (the caller's clock, nanoseconds). Returns
+ * 0 (events may be queued), UG_E_INVAL for a NULL packet, or UG_E_NOMEM (the
+ * packet's events may be incomplete). Unknown packets (known == 0) produce no
+ * event. The packet's data must stay valid while its events are taken; events
+ * of the previous packet that were not taken are dropped. reset and
+ * interface_info change nothing here (the kernel logs no URB for them).
  */
 int ug_tracker_push(ug_tracker *t, const struct ug_usbredir_packet *pkt, uint64_t ts_ns);
 
-/* The session ended: every outstanding request is abandoned (DISCONNECT). */
+/* The session ended: every outstanding request is abandoned (DISCONNECT);
+ * take the events with ug_tracker_next(). */
 int ug_tracker_finish(ug_tracker *t, uint64_t ts_ns);
 
 /* Takes the next event: 1 and *ret_ev filled, 0 when none is queued. */
@@ -395,7 +401,10 @@ ug_usbmon *ug_usbmon_new(void);
 void ug_usbmon_free(ug_usbmon *m);
 
 /* Bus and device numbers written into records (default bus 1, device 1).
- * When one output carries several devices, give each its own numbers. */
+ * When one output carries several devices, give each its own numbers: one
+ * per session, and a new one when a session's tracker reports a new
+ * connection (ug_transfer.connection), as the kernel gives a re-plugged
+ * device a new address; Wireshark keeps what it learned per address. */
 int ug_usbmon_set_address(ug_usbmon *m, uint16_t bus, uint8_t device);
 
 /* Returns 1 and fills *ret_rec when ev maps to a record, 0 when it maps to
@@ -456,6 +465,11 @@ void ug_pcap_writer_free(ug_pcap_writer *w);
 /* Opens path ("-" for stdout) for linktype; the file header is flushed at once. */
 int ug_pcap_writer_open(ug_pcap_writer *w, const char *path, int linktype);
 
+/* The same on a stream the caller opened for writing; the writer owns fp
+ * from then on (even on failure of a later call) and closes it on
+ * ug_pcap_writer_close(). On failure of this call fp is still the caller's. */
+int ug_pcap_writer_open_file(ug_pcap_writer *w, FILE *fp, int linktype);
+
 /* One record: caplen bytes of a record whose full length was origlen. */
 int ug_pcap_writer_write(ug_pcap_writer *w, uint64_t ts_ns, const void *bytes,
                          uint32_t caplen, uint32_t origlen);
@@ -499,8 +513,6 @@ const char *ug_raw_reader_errmsg(const ug_raw_reader *r);
  * start of the session for tshark-like output. Returns 0 or UG_E_IO when the
  * stream reports an error.
  */
-#include <stdio.h>
-
 enum ug_render_format {
 	UG_RENDER_SUMMARY = 0,
 	UG_RENDER_VERBOSE = 1,
@@ -510,6 +522,15 @@ enum ug_render_format {
 int ug_render_packet(FILE *out, enum ug_render_format format,
                      uint64_t ts_ns, uint32_t session,
                      const struct ug_usbredir_packet *pkt);
+
+/*
+ * One transfer event of the tracker (the transfer view): submits,
+ * completions (with the time since the submit), abandons and notices, as a
+ * summary line, the line plus a hex dump of the event's data (VERBOSE), or a
+ * JSON line with every field. Returns 0, UG_E_INVAL or UG_E_IO as above.
+ */
+int ug_render_transfer(FILE *out, enum ug_render_format format, uint64_t ts_ns,
+                       uint32_t session, const struct ug_transfer_event *ev);
 
 /* Writes a short description of a control setup packet ("GET_DESCRIPTOR
  * DEVICE len 18", "SET_CONFIGURATION 1") into buf (NUL-terminated, cut to
@@ -603,6 +624,84 @@ const char *ug_recorder_errmsg(const ug_recorder *r);
 /* ---- capture demux, proxy: sources into the recorder ---------------------- */
 
 /*
+ * The capture demultiplexer takes the events of a ug_capture and records
+ * every usbredir connection in it through a ug_recorder (borrowed; it must
+ * outlive the demux): one recorder session per connection, labelled
+ * "tcp 127.0.0.1:51234 -> 127.0.0.1:4000" (client -> server).
+ *
+ * Per connection it keeps the first bytes of each side until
+ * ug_capture_classify() decides, then hands the connection to the handler of
+ * its protocol:
+ * - raw usbredir: the usb-guest is the side whose hello version reads
+ *   "qemu usb-redir guest ..."; else the side that first sends a packet only
+ *   a usb-host sends (device_connect, interface_info, ep_info); if neither
+ *   tells, the TCP client is assumed to be the guest and the log says so.
+ *   Gaps become ug_recorder_gap(), the connection's end
+ *   ug_recorder_end_session().
+ * - TLS: reported at UG_LOG_WARNING as encrypted (UG_E_ENCRYPTED), skipped.
+ * - SPICE: reported ("SPICE: not decoded yet") and counted, skipped.
+ * - anything else: counted; a connection without a captured handshake is
+ *   mentioned at UG_LOG_INFO, since it may be usbredir that started before
+ *   the capture (see ug_capture_demux_force_port()).
+ * While undecided, at most UG_CAPTURE_DEMUX_MAX_HELD bytes per connection
+ * are held; past that the decision is made with what was seen.
+ */
+typedef struct ug_capture_demux ug_capture_demux;
+struct ug_capture_event; /* see the capture sources section below */
+
+#define UG_CAPTURE_DEMUX_MAX_HELD (256u * 1024u)
+/* The caps word QEMU 7.2 and usbredir 0.13 negotiate (bits 0..7): what a
+ * forced connection is decoded with when no caps were given. */
+#define UG_CAPTURE_DEMUX_DEFAULT_CAPS 0xffu
+
+/* Which TCP side is the usb-guest. */
+enum ug_capture_demux_guest {
+	UG_DEMUX_GUEST_AUTO = 0,    /* decide from the traffic (see above) */
+	UG_DEMUX_GUEST_CLIENT = 1,  /* the TCP client (the side that connected) */
+	UG_DEMUX_GUEST_SERVER = 2,
+};
+
+struct ug_capture_demux_stats {
+	uint64_t connections;       /* connections seen */
+	uint64_t usbredir;          /* recorded as raw usbredir */
+	uint64_t spice;             /* SPICE connections (not decoded) */
+	uint64_t tls;               /* encrypted connections, skipped */
+	uint64_t other;             /* neither usbredir, SPICE nor TLS */
+	uint64_t guest_assumed;     /* usbredir connections whose guest side was assumed */
+	uint64_t gaps;              /* gaps in recorded connections */
+	uint64_t notices;           /* capture NOTICE events */
+};
+
+ug_capture_demux *ug_capture_demux_new(ug_recorder *rec);
+/* Ends the sessions still open (see ug_capture_demux_finish()) and frees. */
+void ug_capture_demux_free(ug_capture_demux *d);
+/* Messages: decisions, assumptions, skipped connections, capture notices. */
+void ug_capture_demux_set_log(ug_capture_demux *d, ug_log_fn fn, void *user_data);
+
+/*
+ * Connections with port as either endpoint's port are raw usbredir even
+ * without a hello (a capture that starts mid-stream), decoded with caps
+ * (when caps_known is 0: UG_CAPTURE_DEMUX_DEFAULT_CAPS, said in the log) and
+ * guest as the usb-guest's side. Hellos in the stream still take
+ * precedence over caps. Up to 16 ports; UG_E_TOOBIG beyond.
+ */
+int ug_capture_demux_force_port(ug_capture_demux *d, uint16_t port, uint32_t caps,
+                                int caps_known, enum ug_capture_demux_guest guest);
+/* The usb-guest's side for every usbredir connection (default AUTO). */
+void ug_capture_demux_set_guest(ug_capture_demux *d, enum ug_capture_demux_guest guest);
+
+/* One event from ug_capture_next(). Returns 0, or the recorder's first
+ * sticky output error (the demux goes on regardless). */
+int ug_capture_demux_event(ug_capture_demux *d, const struct ug_capture_event *ev);
+/* Decides and ends every connection still open (capture stopped early). */
+int ug_capture_demux_finish(ug_capture_demux *d, uint64_t ts_ns);
+
+void ug_capture_demux_get_stats(const ug_capture_demux *d,
+                                struct ug_capture_demux_stats *ret_stats);
+/* Detail of the last failure of the demux itself ("" if none). */
+const char *ug_capture_demux_errmsg(const ug_capture_demux *d);
+
+/*
  * The proxy joins two transports: a, the usb-guest's side (e.g. QEMU's
  * chardev), and b, the usb-host's side (usbredirect, usbredirsrv). Every byte
  * one side delivers is sent to the other unchanged and in order, and only
@@ -651,7 +750,8 @@ int ug_proxy_set_watermarks(ug_proxy *p, size_t high, size_t low);
 void ug_proxy_set_flush_timeout(ug_proxy *p, unsigned ms);
 void ug_proxy_set_tap(ug_proxy *p, ug_proxy_tap_fn fn, void *user_data);
 void ug_proxy_set_closed(ug_proxy *p, ug_proxy_closed_fn fn, void *user_data);
-/* Installs the transports' callbacks; forwarding starts with the next
+/* Installs the transports' callbacks and resumes both (a caller may keep
+ * one paused until the other is connected); forwarding starts with the next
  * main-loop iteration. UG_E_STATE when called twice. */
 int ug_proxy_start(ug_proxy *p);
 /* a (UG_DIR_G2H) or b (UG_DIR_H2G); owned by p. */
@@ -671,9 +771,10 @@ const char *ug_proxy_errmsg(const ug_proxy *p);
  *	while ((r = ug_capture_next(c, &ev)) > 0) {
  *		switch (ev.type) {
  *		case UG_CAPTURE_OPEN:   make per-connection state for ev.conn->id
- *		case UG_CAPTURE_DATA:   keep the first bytes per side until
- *		                        ug_capture_classify() decides, then feed
- *		                        the usbredir or SPICE decoder of ev.side
+ *		case UG_CAPTURE_DATA:   while ev.conn->proto is NEED_MORE keep
+ *		                        the bytes; then feed them and what follows
+ *		                        to the usbredir or SPICE decoder of
+ *		                        ev.side (TLS: report it as encrypted)
  *		case UG_CAPTURE_GAP:    tell that decoder to resync after the gap
  *		case UG_CAPTURE_END:    that side sent FIN
  *		case UG_CAPTURE_CLOSE:  drop the per-connection state
@@ -700,7 +801,9 @@ const char *ug_proxy_errmsg(const ug_proxy *p);
  *   side or in total would exceed its limit (the oldest hole is given up);
  *   the connection ends (FIN, RST, eviction, end of capture) with holes.
  * - Data starting further than the window ahead of the next expected byte
- *   is dropped with a NOTICE (it is most likely garbage).
+ *   is dropped with a NOTICE (it is most likely garbage), unless the other
+ *   side acknowledged beyond where it starts: then the capture lost more
+ *   than a window, and the hole becomes a GAP.
  * - The connection table is bounded: when it is full the least recently
  *   active connection is closed (CLOSE with UG_CAPTURE_CLOSE_EVICTED).
  */
@@ -903,6 +1006,194 @@ enum ug_capture_proto ug_capture_classify(const uint8_t *c2s, size_t c2s_len,
                                           const uint8_t *s2c, size_t s2c_len);
 /* "usbredir", "spice", "tls", "unknown", "need-more"; static storage. */
 const char *ug_capture_proto_name(enum ug_capture_proto proto);
+
+/* ---- SPICE stream decoding ------------------------------------------------ */
+
+/*
+ * A passive decoder of ONE SPICE channel connection (one TCP connection), as
+ * a capture or a proxy sees it from outside: both directions are fed, and
+ * nothing is ever sent. It follows the link phase (the client's link
+ * message, the server's link reply, the auth mechanism, the ticket and the
+ * link result; the ticket is skipped, never exposed and never logged), learns
+ * the channel and the negotiated data header (mini or full), then decodes
+ * data messages both ways:
+ * - main channel (type 1): MAIN_INIT (the session id) and CHANNELS_LIST
+ *   (the channel table) become events;
+ * - usbredir channels (type 9): SPICEVMC_DATA and LZ4 SPICEVMC_COMPRESSED_DATA
+ *   are de-framed into one usbredir byte stream per direction. In SPICE the
+ *   client (spice-gtk, usbredirsrv --spice) plays the usb-HOST and the
+ *   server (QEMU's usb-redir device behind spice-server) the usb-GUEST, so
+ *   client -> server bytes are UG_DIR_H2G and server -> client bytes are
+ *   UG_DIR_G2H (QEMU's hello "qemu usb-redir guest" comes from the server);
+ * - every other channel's messages are counted and skipped by their sizes.
+ * A connection that starts with a TLS record is reported once as encrypted
+ * (UG_E_ENCRYPTED) and its bytes are only counted.
+ *
+ * Gaps (bytes a capture lost) keep the framing where it is known: a gap
+ * inside a message body damages only that message (its usbredir bytes
+ * become a USBREDIR_GAP); a gap over a header loses the framing, and then
+ * (as for a capture that starts mid-stream) the decoder looks for the next
+ * point where UG_SPICE_STREAM_RESYNC_CHAIN headers in a row parse, chain
+ * by their sizes and carry message types that channel may send, within a
+ * bounded window. SPICE messages have no marker, so this is a search, and
+ * it is reported as a NOTICE with the bytes skipped.
+ *
+ * Use: feed one direction's bytes, then take events until next() returns 0,
+ * then feed again (either direction). A direction that needs the other's
+ * link first holds its bytes (bounded) and continues when the other
+ * direction has been fed. Bounded everything: message size, held bytes,
+ * the resync window, the decompressed size.
+ */
+typedef struct ug_spice_stream ug_spice_stream;
+
+enum ug_spice_stream_event_type {
+	UG_SPICE_STREAM_LINK = 1,           /* both link messages seen: channel, session, mini */
+	UG_SPICE_STREAM_MAIN_INIT = 2,      /* main channel: session_id */
+	UG_SPICE_STREAM_CHANNELS = 3,       /* main channel: channels[], n_channels */
+	UG_SPICE_STREAM_USBREDIR_DATA = 4,  /* usbredir bytes: dir, data, len, usbredir_offset */
+	UG_SPICE_STREAM_USBREDIR_GAP = 5,   /* usbredir bytes of dir lost (gap_len, 0 = unknown) */
+	UG_SPICE_STREAM_NOTICE = 6,         /* something was skipped or assumed: code, message */
+	UG_SPICE_STREAM_ERROR = 7,          /* a direction (or the link) failed: code, message */
+};
+
+struct ug_spice_stream_channel {
+	uint8_t type;                       /* SPICE_CHANNEL_* (9: usbredir) */
+	uint8_t id;
+};
+
+/* channel_type before the link is known (a capture that starts mid-stream). */
+#define UG_SPICE_STREAM_CHANNEL_UNKNOWN 0u
+
+/*
+ * One event; pointers are views into the decoder (or the fed buffer) valid
+ * until the next ug_spice_stream_* call on the same decoder.
+ */
+struct ug_spice_stream_event {
+	enum ug_spice_stream_event_type type;
+	int from_server;                    /* the TCP direction the event was decoded from */
+	uint64_t offset;                    /* that direction's stream offset of the message
+	                                     * or of the problem */
+	unsigned channel_type, channel_id;  /* as far as known (every event) */
+	uint32_t session_id;                /* LINK: the client's connection_id (0 for main);
+	                                     * MAIN_INIT: the new session id */
+	int mini;                           /* LINK: 1 mini headers, 0 full headers */
+	uint32_t link_error;                /* LINK: the reply's error, else the link
+	                                     * result (SPICE_LINK_ERR_*; 0 ok) */
+	enum ug_dir dir;                    /* USBREDIR_*: H2G client->server, G2H back */
+	uint64_t usbredir_offset;           /* USBREDIR_*: bytes of dir delivered before */
+	const uint8_t *data;                /* USBREDIR_DATA */
+	size_t len;
+	int compressed;                     /* USBREDIR_DATA: from an LZ4 message */
+	uint64_t gap_len;                   /* USBREDIR_GAP: bytes lost, 0 if unknown */
+	const struct ug_spice_stream_channel *channels; /* CHANNELS */
+	size_t n_channels;
+	int code;                           /* NOTICE, ERROR: a UG_E_* */
+	const char *message;                /* NOTICE, ERROR: names offsets and numbers */
+};
+
+struct ug_spice_stream_stats {
+	uint64_t bytes[2];                  /* fed, [0] client->server, [1] server->client */
+	uint64_t gap_bytes[2];              /* reported missing */
+	uint64_t messages[2];               /* data messages decoded */
+	uint64_t skipped_messages[2];       /* of those, not decoded (other types, channels) */
+	uint64_t usbredir_bytes[2];         /* delivered, indexed by enum ug_dir */
+	uint64_t lz4_messages[2];           /* COMPRESSED_DATA decoded, by enum ug_dir */
+	uint64_t resyncs;                   /* resync points found */
+	uint64_t resync_skipped;            /* bytes skipped while looking for them */
+	int encrypted;                      /* 1 if the connection is TLS */
+};
+
+/* Defaults: a data message body at most 16 MiB (also the decompressed size of
+ * one COMPRESSED_DATA); 1 MiB held per direction while waiting for the other
+ * direction or while looking for a resync point. */
+#define UG_SPICE_STREAM_DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u)
+#define UG_SPICE_STREAM_DEFAULT_MAX_HOLD (1024u * 1024u)
+
+ug_spice_stream *ug_spice_stream_new(void);
+void ug_spice_stream_free(ug_spice_stream *s);
+/* Limits (0 keeps a value); before the first feed. */
+int ug_spice_stream_set_limits(ug_spice_stream *s, uint32_t max_message, uint32_t max_hold);
+/*
+ * For a connection whose link was not captured: decode it as channel
+ * (type, id) with mini (1) or full (0) headers. Without this the decoder
+ * guesses (it tries both header kinds and assumes usbredir when the message
+ * types fit) and says what it assumed in a NOTICE. Before the first feed.
+ */
+int ug_spice_stream_assume(ug_spice_stream *s, unsigned channel_type, unsigned channel_id,
+                           int mini);
+/*
+ * Bytes of one direction (from_server 0: client -> server). The decoder
+ * keeps a pointer to buf until next() returned 0 (it copies what it must
+ * hold); UG_E_STATE when called before that.
+ */
+int ug_spice_stream_feed(ug_spice_stream *s, int from_server, const void *buf, size_t len);
+/* len bytes of that direction are missing (a capture gap); same rules as feed. */
+int ug_spice_stream_gap(ug_spice_stream *s, int from_server, uint64_t len);
+/* That direction ended (FIN, end of capture): an unfinished message is reported. */
+int ug_spice_stream_end(ug_spice_stream *s, int from_server);
+/*
+ * The next event: 1 and *ret_ev, 0 when everything fed is decoded (or held),
+ * or UG_E_STATE when misused. Problems in the data are events (NOTICE,
+ * ERROR), never return values: decoding goes on wherever it can.
+ */
+int ug_spice_stream_next(ug_spice_stream *s, struct ug_spice_stream_event *ret_ev);
+/* 1 and the channel once known (link decoded, assumed or guessed), else 0. */
+int ug_spice_stream_channel(const ug_spice_stream *s, unsigned *ret_type, unsigned *ret_id);
+void ug_spice_stream_get_stats(const ug_spice_stream *s, struct ug_spice_stream_stats *ret);
+/* The last ERROR's message ("" if none); owned by s. */
+const char *ug_spice_stream_errmsg(const ug_spice_stream *s);
+
+/*
+ * A SPICE proxy on the thread-default GLib main context: it listens for a
+ * SPICE client's connections (a client opens one TCP connection per
+ * channel), connects each to the real server, and forwards every byte
+ * unchanged both ways (through ug_proxy, so with its backpressure) before a
+ * ug_spice_stream decoder per connection looks at a copy. Each decoder
+ * event comes to the event callback with the connection's number (1, 2, ...
+ * in order of acceptance) and a label that names the channel once the link
+ * is decoded ("spice usbredir channel 1 (127.0.0.1:5930)"), so usbdump can
+ * feed one ug_recorder session per usbredir channel: USBREDIR_DATA to
+ * ug_recorder_feed(), USBREDIR_GAP to ug_recorder_gap(). A connection that
+ * is TLS is forwarded unchanged and reported as encrypted (an ERROR event
+ * with UG_E_ENCRYPTED). Terminating TLS to inspect it is not implemented
+ * yet.
+ */
+typedef struct ug_spice_proxy ug_spice_proxy;
+struct ug_address; /* see the transport section below */
+
+/* ev and label are valid during the call; ts_ns is when the bytes arrived. */
+typedef void (*ug_spice_proxy_event_fn)(ug_spice_proxy *p, unsigned conn, const char *label,
+                                        const struct ug_spice_stream_event *ev,
+                                        uint64_t ts_ns, void *user_data);
+/* A connection ended (error/message as ug_proxy_closed_fn's); its decoder's
+ * last events came before. May not free p. */
+typedef void (*ug_spice_proxy_closed_fn)(ug_spice_proxy *p, unsigned conn, const char *label,
+                                         int error, const char *message, void *user_data);
+
+struct ug_spice_proxy_stats {
+	uint32_t connections;           /* accepted */
+	uint32_t active;                /* open now */
+	uint32_t connect_failures;      /* the server could not be reached */
+	uint64_t bytes[2];              /* forwarded, [0] client->server, [1] back */
+};
+
+ug_spice_proxy *ug_spice_proxy_new(void);
+/* Closes every connection (no callbacks) and the listener. Accepts NULL. */
+void ug_spice_proxy_free(ug_spice_proxy *p);
+void ug_spice_proxy_set_callbacks(ug_spice_proxy *p, ug_spice_proxy_event_fn on_event,
+                                  ug_spice_proxy_closed_fn on_closed, void *user_data);
+/* Connection-level messages (accepted, connect failures) at UG_LOG_INFO/WARNING. */
+void ug_spice_proxy_set_log(ug_spice_proxy *p, ug_log_fn fn, void *user_data);
+/* Limits of each connection's decoder (see ug_spice_stream_set_limits). */
+int ug_spice_proxy_set_limits(ug_spice_proxy *p, uint32_t max_message, uint32_t max_hold);
+/* Listens on listen_addr (port 0: a free one) and connects each accepted
+ * connection to server. UG_E_IO (with errmsg) when it cannot listen. */
+int ug_spice_proxy_start(ug_spice_proxy *p, const struct ug_address *listen_addr,
+                         const struct ug_address *server);
+/* The bound address (after start). */
+const struct ug_address *ug_spice_proxy_address(const ug_spice_proxy *p);
+void ug_spice_proxy_get_stats(const ug_spice_proxy *p, struct ug_spice_proxy_stats *ret);
+const char *ug_spice_proxy_errmsg(const ug_spice_proxy *p);
 
 /* ---- SPICE codec and client ---------------------------------------------- */
 

@@ -35,4 +35,17 @@ record() {  # record NAME ADDR
 
 record lo4 127.0.0.1
 record lo6 ::1
+
+# A TLS connection (throwaway self-signed certificate made here).
+tmp=$(mktemp -d)
+openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=usbgate-test -days 1 \
+	-keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
+port=$(free_port)
+timeout 60 tcpdump -q -i lo -U -w "$out/lo4-tls.pcap" "tcp port $port" 2>/dev/null & pids="$!"
+sleep 2
+timeout 60 python3 "$here/gen-tls.py" "$port" "$tmp/cert.pem" "$tmp/key.pem"
+sleep 1
+kill -INT $pids; wait $pids || true; pids=""
+rm -rf "$tmp"
+chmod 644 "$out"/*.pcap "$out"/*.pcapng "$out"/*.streams
 ls -l "$out"/lo4* "$out"/any4* "$out"/lo6*

@@ -8,10 +8,56 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Where each side of each open connection stands, to check event order. */
+struct track {
+	uint32_t id;
+	int closed;
+	uint64_t next[2];
+};
+#define TRACKED 4096
+
+/* Stream order: every DATA and GAP starts where the last one of its side
+ * ended, END is at that point, nothing follows CLOSE. */
+static void check_order(struct track *t, const struct ug_capture_event *ev)
+{
+	struct track *k;
+
+	if (!ev->conn)
+		return;
+	k = &t[ev->conn->id % TRACKED];
+	if (ev->type == UG_CAPTURE_OPEN) {
+		memset(k, 0, sizeof(*k));
+		k->id = ev->conn->id;
+		return;
+	}
+	if (k->id != ev->conn->id || k->closed)
+		__builtin_trap();
+	switch (ev->type) {
+	case UG_CAPTURE_DATA:
+	case UG_CAPTURE_GAP:
+		if (ev->offset != k->next[ev->side] || ev->len == 0)
+			__builtin_trap();
+		k->next[ev->side] += ev->len;
+		break;
+	case UG_CAPTURE_END:
+		if (ev->offset != k->next[ev->side])
+			__builtin_trap();
+		break;
+	case UG_CAPTURE_CLOSE:
+		if (ev->conn->proto == UG_CAPTURE_PROTO_NEED_MORE)
+			__builtin_trap();
+		k->closed = 1;
+		break;
+	default:
+		break;
+	}
+}
+
 /* Reads the whole image; the events are checked for the invariants a
  * consumer relies on, and a violation crashes on purpose. */
 static void read_all(const uint8_t *data, size_t size, const struct ug_capture_limits *l)
 {
+	static struct track t[TRACKED];
 	struct ug_capture_event ev;
 	ug_capture *c = ug_capture_new();
 	uint64_t done, total;
@@ -20,8 +66,10 @@ static void read_all(const uint8_t *data, size_t size, const struct ug_capture_l
 		return;
 	if (l && ug_capture_set_limits(c, l) < 0)
 		__builtin_trap();
+	memset(t, 0, sizeof(t));
 	if (ug_capture_open_memory(c, data, size) == 0) {
 		while (ug_capture_next(c, &ev) == 1) {
+			check_order(t, &ev);
 			if (ev.type == UG_CAPTURE_DATA) {
 				size_t n = ev.len < UG_CAPTURE_CLASSIFY_BYTES ? ev.len : UG_CAPTURE_CLASSIFY_BYTES;
 

@@ -138,9 +138,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ug_render_packet(sink(), UG_RENDER_JSON, ts, 1, &pkt);
 		if (ug_tracker_push(t, &pkt, ts) != 0)
 			continue;
-		while (ug_tracker_next(t, &ev) == 1)
+		while (ug_tracker_next(t, &ev) == 1) {
+			ug_render_transfer(sink(), UG_RENDER_VERBOSE, ts, 1, &ev);
+			ug_render_transfer(sink(), UG_RENDER_JSON, ts, 1, &ev);
 			if (ug_usbmon_map(m, &ev, &rec) == 1)
 				check_record(&rec);
+		}
 		if (ug_tracker_outstanding(t) > 16)
 			abort();
 	}

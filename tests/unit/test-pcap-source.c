@@ -5,7 +5,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -17,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <pcap/pcap.h>
+#include <glib.h>
+#include <glib-unix.h>
 #include <cmocka.h>
 
 #include "common.h"
@@ -383,6 +384,41 @@ static void test_real_snaplen_200(void **state)
 	ug_capture_free(c);
 }
 
+/* A real TLS session (python ssl on loopback): recognised as TLS, and each
+ * side's stream is a chain of TLS records that ends exactly at its FIN. */
+static void test_real_tls(void **state)
+{
+	struct result res;
+	ug_capture *c = ug_capture_new();
+
+	assert_int_equal(ug_capture_open_file(c, data_path("lo4-tls.pcap")), 0);
+	run(c, &res);
+	assert_int_equal(res.nconns, 1);
+	assert_int_equal(res.notices, 0);
+	assert_int_equal(res.conn[0].proto, UG_CAPTURE_PROTO_TLS);
+	/* The client hello alone decides. */
+	assert_true(res.conn[0].decided_at[0] > 6 && res.conn[0].decided_at[1] == 1);
+	assert_int_equal(res.conn[0].close_reason, UG_CAPTURE_CLOSE_FIN);
+	for (int d = 0; d < 2; d++) {
+		const struct side_result *sr = &res.conn[0].side[d];
+		size_t pos = 0;
+		int records = 0;
+
+		assert_int_equal(sr->gaps, 0);
+		assert_true(sr->end);
+		while (pos + 5 <= sr->len) {
+			assert_true(sr->buf[pos] >= 20 && sr->buf[pos] <= 23);
+			assert_int_equal(sr->buf[pos + 1], 3);
+			pos += 5 + ug_get_be16(sr->buf + pos + 3);
+			records++;
+		}
+		assert_int_equal(pos, sr->len);
+		assert_true(records >= 2);
+	}
+	free_result(&res);
+	ug_capture_free(c);
+}
+
 /* ---- variants built from the real captures ---- */
 
 struct pkt {
@@ -591,6 +627,35 @@ static void test_variant_ipv6_extension_headers(void **state)
 	}
 	image_end(&im);
 	check_image(&im, "lo6.streams", DLT_EN10MB, 6);
+	free(im.buf);
+	free_pkts(&ps);
+}
+
+/* IPv4 with options: a 4-byte Router Alert option in every packet (IHL 6). */
+static void test_variant_ipv4_options(void **state)
+{
+	struct pkts ps;
+	struct image im;
+
+	load_pkts("lo4.pcap", &ps);
+	image_begin(&im, DLT_EN10MB);
+	for (size_t i = 0; i < ps.n; i++) {
+		struct pcap_pkthdr h = ps.p[i].h;
+		uint8_t buf[262144 + 64], *ip = buf + 14;
+		const uint8_t *src = ps.p[i].data;
+
+		assert_int_equal(src[14], 0x45);
+		memcpy(buf, src, 14 + 20);
+		ip[0] = 0x46;
+		memcpy(ip + 20, (uint8_t[4]){ 0x94, 0x04, 0, 0 }, 4);
+		memcpy(ip + 24, src + 34, h.caplen - 34);
+		ug_put_be16(ip + 2, (uint16_t)(ug_get_be16(src + 16) + 4));
+		h.caplen += 4;
+		h.len += 4;
+		image_add(&im, &h, buf);
+	}
+	image_end(&im);
+	check_image(&im, "lo4.streams", DLT_EN10MB, 4);
 	free(im.buf);
 	free_pkts(&ps);
 }
@@ -886,6 +951,55 @@ static void test_ipv4_fragment_reported(void **state)
 	free_pkts(&ps);
 }
 
+/* An IPv6 fragment header (offset 0, more follow) makes a frame unusable. */
+static void test_ipv6_fragment_reported(void **state)
+{
+	struct result res;
+	struct pkts ps;
+	struct image im;
+	size_t victim = 0, data_frames = 0;
+
+	load_pkts("lo6.pcap", &ps);
+	image_begin(&im, DLT_EN10MB);
+	for (size_t i = 0; i < ps.n; i++) {
+		struct pcap_pkthdr h = ps.p[i].h;
+		uint8_t buf[262144 + 64], *ip = buf + 14;
+		const uint8_t *src = ps.p[i].data;
+		uint16_t plen = ug_get_be16(src + 18);
+
+		/* The 5th frame with payload beyond its TCP header. */
+		if (!victim && plen > 32 && ++data_frames == 5) {
+			victim = i + 1;
+			memcpy(buf, src, 14 + 40);
+			ip[6] = 44;
+			memcpy(ip + 40, (uint8_t[8]){ 6, 0, 0x00, 0x01, 0, 0, 0x12, 0x34 }, 8);
+			memcpy(ip + 48, src + 54, h.caplen - 54);
+			ug_put_be16(ip + 4, (uint16_t)(plen + 8));
+			h.caplen += 8;
+			h.len += 8;
+			image_add(&im, &h, buf);
+			continue;
+		}
+		image_add(&im, &h, src);
+	}
+	image_end(&im);
+	run_image(&im, &res);
+	assert_int_equal(res.notices, 1);
+	assert_int_equal(res.last_notice_reason, UG_E_UNSUPPORTED);
+	{
+		char want[128];
+
+		snprintf(want, sizeof(want), "frame %zu: IPv6 fragment (id 4660, offset 0, more "
+		         "follow) not supported: skipped", victim);
+		assert_string_equal(res.last_notice, want);
+	}
+	assert_int_equal(res.stats.frames_skipped, 1);
+	assert_int_equal(res.conn[0].side[0].gaps + res.conn[0].side[1].gaps, 1);
+	free_result(&res);
+	free(im.buf);
+	free_pkts(&ps);
+}
+
 static void test_mid_stream_start(void **state)
 {
 	struct expected e;
@@ -972,6 +1086,274 @@ static void test_limits_through_capture(void **state)
 	ug_capture_free(c);
 }
 
+/* ---- hostile frames, one per capture, each with its exact message ---- */
+
+/* Ethernet + IPv4 (total 44) + TCP (20 bytes) + "data": a valid frame. */
+static uint32_t valid_frame(uint8_t *b)
+{
+	memset(b, 0, 58);
+	ug_put_be16(b + 12, 0x0800);
+	b[14] = 0x45;
+	ug_put_be16(b + 16, 44);
+	b[14 + 8] = 64;
+	b[14 + 9] = 6;
+	memcpy(b + 26, (uint8_t[8]){ 10, 0, 0, 1, 10, 0, 0, 2 }, 8);
+	ug_put_be16(b + 34, 40000);
+	ug_put_be16(b + 36, 5900);
+	b[34 + 12] = 0x50;
+	b[34 + 13] = 0x18;
+	memcpy(b + 54, "data", 4);
+	return 58;
+}
+
+/* Ethernet + IPv6 header (payload length plen, next header nh). */
+static uint32_t ipv6_frame(uint8_t *b, uint16_t plen, uint8_t nh)
+{
+	memset(b, 0, 54);
+	ug_put_be16(b + 12, 0x86dd);
+	b[14] = 0x60;
+	ug_put_be16(b + 18, plen);
+	b[20] = nh;
+	b[21] = 64;
+	b[14 + 8 + 15] = 1;
+	b[14 + 24 + 15] = 1;
+	return 54;
+}
+
+struct hostile {
+	const char *message;    /* NULL: skipped without a notice */
+	int code;
+};
+
+/* Builds hostile frame number k; returns 0 when there are no more. */
+static int hostile_frame(int k, uint8_t *b, struct pcap_pkthdr *h, int *dlt, struct hostile *ret)
+{
+	uint32_t n = valid_frame(b);
+
+	*dlt = DLT_EN10MB;
+	h->caplen = h->len = n;
+	ret->code = UG_E_PROTO;
+	switch (k) {
+	case 0:
+		h->caplen = h->len = 10;
+		ret->message = "Ethernet header needs 14 bytes, the frame has 10";
+		break;
+	case 1:
+		h->caplen = 10;
+		ret->code = UG_E_TRUNCATED;
+		ret->message = "Ethernet header needs 14 bytes, captured 10";
+		break;
+	case 2:
+		ug_put_be16(b + 12, 0x8100);
+		h->caplen = 16;
+		ret->code = UG_E_TRUNCATED;
+		ret->message = "VLAN tag needs 18 bytes, captured 16";
+		break;
+	case 3:
+		for (int i = 0; i < 5; i++)
+			ug_put_be16(b + 12 + 4 * i, 0x8100);
+		ret->code = UG_E_UNSUPPORTED;
+		ret->message = "more than 4 VLAN tags";
+		break;
+	case 4:
+		ug_put_be16(b + 12, 0x0806);        /* ARP */
+		ret->message = NULL;
+		break;
+	case 5:
+		b[14] = 0x55;
+		ret->message = "IPv4 header has version 5";
+		break;
+	case 6:
+		b[14] = 0x44;
+		ret->message = "IPv4 header length 16 outside 20..44";
+		break;
+	case 7:
+		ug_put_be16(b + 16, 1500);
+		ret->message = "IPv4 total length 1500 exceeds the 44 bytes of the frame after "
+		               "the link header";
+		break;
+	case 8:
+		h->caplen = h->len = 30;
+		ret->message = "IPv4 packet of 16 bytes is shorter than its 20-byte header";
+		break;
+	case 9:
+		h->caplen = 30;
+		ret->code = UG_E_TRUNCATED;
+		ret->message = "IPv4 header truncated: captured 16 of at least 20 bytes";
+		break;
+	case 10:
+		ug_put_be16(b + 20, 185);
+		ret->code = UG_E_UNSUPPORTED;
+		ret->message = "IPv4 fragment (id 0, offset 1480) not supported: skipped";
+		break;
+	case 11:
+		b[14 + 9] = 17;                     /* UDP */
+		ret->message = NULL;
+		break;
+	case 12:
+		b[34 + 12] = 0x40;
+		ret->message = "TCP header length 16 outside 20..24";
+		break;
+	case 13:
+		b[34 + 12] = 0xf0;
+		ret->message = "TCP header length 60 outside 20..24";
+		break;
+	case 14:
+		h->caplen = 14 + 20 + 10;
+		ret->code = UG_E_TRUNCATED;
+		ret->message = "TCP header truncated: captured 10 of at least 20 bytes";
+		break;
+	case 15:
+		ug_put_be16(b + 16, 30);
+		ret->message = "TCP segment of 10 bytes is shorter than its 20-byte header";
+		break;
+	case 16:
+		*dlt = DLT_RAW;
+		memmove(b, b + 14, n - 14);
+		b[0] = 0x75;
+		h->caplen = h->len = n - 14;
+		ret->message = "raw IP packet has version 7";
+		break;
+	case 17:
+		*dlt = DLT_NULL;
+		memmove(b + 4, b + 14, n - 14);
+		ug_put_le32(b, 17);
+		h->caplen = h->len = n - 10;
+		ret->message = NULL;
+		break;
+	case 18:
+		*dlt = DLT_NULL;
+		h->caplen = h->len = 2;
+		ret->message = "loopback header needs 4 bytes, the frame has 2";
+		break;
+	case 19:
+		*dlt = DLT_LINUX_SLL;
+		h->caplen = h->len = 12;
+		ret->message = "Linux cooked header needs 16 bytes, the frame has 12";
+		break;
+	case 20:
+		*dlt = DLT_LINUX_SLL2;
+		h->caplen = h->len = 12;
+		ret->message = "Linux cooked v2 header needs 20 bytes, the frame has 12";
+		break;
+	case 21:
+		h->caplen = h->len = ipv6_frame(b, 0, 0);
+		ret->code = UG_E_UNSUPPORTED;
+		ret->message = "IPv6 payload length 0 (jumbogram) not supported: skipped";
+		break;
+	case 22:
+		h->caplen = h->len = ipv6_frame(b, 1000, 6);
+		ret->message = "IPv6 payload length 1000 exceeds the 0 bytes of the frame after "
+		               "the header";
+		break;
+	case 23:
+		h->caplen = h->len = ipv6_frame(b, 0, 59);  /* no next header */
+		ret->message = NULL;
+		break;
+	case 24:
+		n = ipv6_frame(b, 8, 0);
+		b[n + 1] = 5;                       /* 48 bytes claimed */
+		h->caplen = h->len = n + 8;
+		ret->message = "IPv6 extension header 0 of 48 bytes runs past the payload length 8";
+		break;
+	case 25:
+		n = ipv6_frame(b, 17 * 8, 0);
+		memset(b + n, 0, 17 * 8);           /* 17 hop-by-hop headers in a row */
+		h->caplen = h->len = n + 17 * 8;
+		ret->code = UG_E_UNSUPPORTED;
+		ret->message = "more than 16 IPv6 extension headers: skipped";
+		break;
+	case 26:
+		n = ipv6_frame(b, 8, 0);
+		h->caplen = n + 4;
+		h->len = n + 8;
+		ret->code = UG_E_TRUNCATED;
+		ret->message = "IPv6 extension header 0 truncated: captured 44 bytes";
+		break;
+	case 27:
+		h->caplen = h->len = ipv6_frame(b, 0, 59);
+		b[14] = 0x40;
+		ret->message = "IPv6 header has version 4";
+		break;
+	case 28:
+		h->caplen = h->len = 30;
+		ug_put_be16(b + 12, 0x86dd);
+		ret->message = "IPv6 packet of 16 bytes is shorter than its 40-byte header";
+		break;
+	case 29:
+		n = ipv6_frame(b, 8, 44);
+		memcpy(b + n, (uint8_t[8]){ 6, 0, 0x05, 0x00, 0, 0, 0, 9 }, 8);
+		h->caplen = h->len = n + 8;
+		ret->code = UG_E_UNSUPPORTED;
+		ret->message = "IPv6 fragment (id 9, offset 1280) not supported: skipped";
+		break;
+	default:
+		return 0;
+	}
+	return 1;
+}
+
+static void test_hostile_frames(void **state)
+{
+	uint8_t b[512];
+	int k;
+
+	for (k = 0;; k++) {
+		struct pcap_pkthdr h = { .ts = { 1, 0 } };
+		struct hostile want;
+		struct result res;
+		struct image im;
+		char msg[256];
+		int dlt;
+
+		if (!hostile_frame(k, b, &h, &dlt, &want))
+			break;
+		image_begin(&im, dlt);
+		image_add(&im, &h, b);
+		image_end(&im);
+		run_image(&im, &res);
+		print_message("# hostile frame %d: %s\n", k, want.message ? want.message : "(quiet)");
+		assert_int_equal(res.stats.frames, 1);
+		assert_int_equal(res.stats.frames_skipped, 1);
+		assert_int_equal(res.stats.segments, 0);
+		assert_int_equal(res.nconns, 0);
+		if (want.message) {
+			snprintf(msg, sizeof(msg), "frame 1: %s", want.message);
+			assert_int_equal(res.notices, 1);
+			assert_string_equal(res.last_notice, msg);
+			assert_int_equal(res.last_notice_reason, want.code);
+		} else {
+			assert_int_equal(res.notices, 0);
+		}
+		free_result(&res);
+		free(im.buf);
+	}
+	assert_int_equal(k, 30);
+}
+
+/* A segmentation-offload frame over 64 KiB with IPv4 total length 0 is read
+ * with the frame's length, as tcpdump does. */
+static void test_tso_frame_over_64k(void **state)
+{
+	static uint8_t b[70000];
+	struct pcap_pkthdr h = { .ts = { 1, 0 }, .caplen = sizeof(b), .len = sizeof(b) };
+	struct result res;
+	struct image im;
+
+	valid_frame(b);
+	ug_put_be16(b + 16, 0);
+	image_begin(&im, DLT_EN10MB);
+	image_add(&im, &h, b);
+	image_end(&im);
+	run_image(&im, &res);
+	assert_int_equal(res.notices, 0);
+	assert_int_equal(res.nconns, 1);
+	assert_int_equal(res.conn[0].side[0].data_bytes, sizeof(b) - 54);
+	assert_memory_equal(res.conn[0].side[0].buf, "data", 4);
+	free_result(&res);
+	free(im.buf);
+}
+
 /* ---- the classifier ---- */
 
 static void test_classify(void **state)
@@ -1013,39 +1395,92 @@ static void test_classify(void **state)
 
 /* ---- live ---- */
 
-/* Live capture on lo while gen-traffic.py talks; needs the capture privilege. */
+/* State of the live test's GLib main loop. */
+struct live {
+	ug_capture *c;
+	struct result res;
+	GMainLoop *loop;
+	pid_t pid;
+	int generator_done;
+	int quiet_ticks;
+	int read_calls;
+};
+
+/* The fd is readable: take every event there is now (see ug_capture_fd()). */
+static gboolean live_readable(gint fd, GIOCondition cond, gpointer data)
+{
+	struct live *l = data;
+	struct ug_capture_event ev;
+	int r;
+
+	l->read_calls++;
+	while ((r = ug_capture_next(l->c, &ev)) == 1)
+		record_event(&l->res, &ev);
+	assert_int_equal(r, 0);
+	l->quiet_ticks = 0;
+	return G_SOURCE_CONTINUE;
+}
+
+/* Every 100 ms: has the generator exited, and has the capture gone quiet? */
+static gboolean live_tick(gpointer data)
+{
+	struct live *l = data;
+	int status;
+
+	if (!l->generator_done && waitpid(l->pid, &status, WNOHANG) == l->pid) {
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		l->generator_done = 1;
+	}
+	/* Blocks are handed over within 50 ms: 5 quiet ticks after the
+	 * generator ended means everything was read. */
+	if (l->generator_done && ++l->quiet_ticks >= 5) {
+		g_main_loop_quit(l->loop);
+		return G_SOURCE_REMOVE;
+	}
+	return G_SOURCE_CONTINUE;
+}
+
+/* Live capture on lo from a GLib main loop while gen-traffic.py talks;
+ * needs the capture privilege. */
 static void test_live_loopback(void **state)
 {
 	struct expected e;
-	struct result res;
-	ug_capture *c = ug_capture_new();
+	struct live l;
 	char filter[64], port_s[16], streams[] = "/tmp/ug-live-XXXXXX";
 	char *script = strdup(data_path("gen-traffic.py"));
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
 	socklen_t sl = sizeof(sa);
-	int s = socket(AF_INET, SOCK_STREAM, 0), status, r, fd;
-	pid_t pid;
+	int s = socket(AF_INET, SOCK_STREAM, 0), r, fd;
 	struct ug_capture_event ev;
+	guint watch;
 
+	memset(&l, 0, sizeof(l));
+	l.c = ug_capture_new();
 	/* A free port, released just before the generator binds it. */
 	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &sl), 0);
 	close(s);
 	snprintf(port_s, sizeof(port_s), "%u", ntohs(sa.sin_port));
 	snprintf(filter, sizeof(filter), "tcp port %s", port_s);
-	r = ug_capture_open_live(c, "lo", filter);
-	if (r == UG_E_IO && (strstr(ug_capture_errmsg(c), "ermission") ||
-	                     strstr(ug_capture_errmsg(c), "not permitted"))) {
-		/* cmocka has no TAP skip: say it loudly and pass. */
-		fprintf(stderr, "# SKIP live capture: %s\n", ug_capture_errmsg(c));
-		ug_capture_free(c);
+	r = ug_capture_open_live(l.c, "lo", filter);
+	if (r == UG_E_IO && (strstr(ug_capture_errmsg(l.c), "ermission") ||
+	                     strstr(ug_capture_errmsg(l.c), "not permitted"))) {
+		/*
+		 * Only without the capture privilege: say so loudly. cmocka
+		 * 1.1's skip() prints "not ok N # SKIP", which automake's TAP
+		 * driver counts as a failure, so the case passes instead.
+		 */
+		print_message("# SKIP live capture needs root or CAP_NET_RAW: %s\n",
+		              ug_capture_errmsg(l.c));
+		ug_capture_free(l.c);
 		free(script);
 		return;
 	}
 	assert_int_equal(r, 0);
-	fd = ug_capture_fd(c);
+	assert_int_equal(ug_capture_linktype(l.c), DLT_EN10MB);
+	fd = ug_capture_fd(l.c);
 	assert_true(fd >= 0);
-	assert_int_equal(ug_capture_progress(c, NULL, NULL), UG_E_STATE);
+	assert_int_equal(ug_capture_progress(l.c, NULL, NULL), UG_E_STATE);
 	s = mkstemp(streams);
 	assert_true(s >= 0);
 	close(s);
@@ -1053,41 +1488,31 @@ static void test_live_loopback(void **state)
 		char py[] = "python3", addr[] = "127.0.0.1";
 		char *argv[] = { py, script, addr, port_s, streams, NULL };
 
-		assert_int_equal(posix_spawnp(&pid, "python3", NULL, NULL, argv, environ), 0);
+		assert_int_equal(posix_spawnp(&l.pid, "python3", NULL, NULL, argv, environ), 0);
 	}
-	/* Poll the fd as a main loop would, until the generator is done and
-	 * the last frames were read. */
-	memset(&res, 0, sizeof(res));
-	for (int done = 0, quiet = 0; quiet < 5;) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-
-		if (!done && waitpid(pid, &status, WNOHANG) == pid) {
-			assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-			done = 1;
-		}
-		r = poll(&pfd, 1, 200);
-		assert_true(r >= 0);
-		if (r == 0 && done)
-			quiet++;
-		while ((r = ug_capture_next(c, &ev)) == 1)
-			record_event(&res, &ev);
-		assert_int_equal(r, 0);
-		assert_false(ug_capture_at_end(c));
-	}
+	l.loop = g_main_loop_new(NULL, FALSE);
+	watch = g_unix_fd_add(fd, G_IO_IN, live_readable, &l);
+	g_timeout_add(100, live_tick, &l);
+	g_main_loop_run(l.loop);
+	g_source_remove(watch);
+	g_main_loop_unref(l.loop);
+	assert_true(l.read_calls > 0);
+	assert_false(ug_capture_at_end(l.c));
 	/* Every connection ended on the wire already: stop adds nothing. */
-	ug_capture_stop(c);
-	while ((r = ug_capture_next(c, &ev)) == 1)
-		record_event(&res, &ev);
+	ug_capture_stop(l.c);
+	while ((r = ug_capture_next(l.c, &ev)) == 1)
+		record_event(&l.res, &ev);
 	assert_int_equal(r, 0);
-	assert_true(ug_capture_at_end(c));
-	ug_capture_get_stats(c, &res.stats);
-	print_message("# live: %llu frames, %llu dropped\n", (unsigned long long)res.stats.frames,
-	              (unsigned long long)res.stats.frames_dropped);
+	assert_true(ug_capture_at_end(l.c));
+	ug_capture_get_stats(l.c, &l.res.stats);
+	print_message("# live: %llu frames, %llu dropped, %d wakeups\n",
+	              (unsigned long long)l.res.stats.frames,
+	              (unsigned long long)l.res.stats.frames_dropped, l.read_calls);
 	load_expected(streams, &e);
-	assert_streams_equal(&res, &e, 4);
+	assert_streams_equal(&l.res, &e, 4);
 	free_expected(&e);
-	free_result(&res);
-	ug_capture_free(c);
+	free_result(&l.res);
+	ug_capture_free(l.c);
 	free(script);
 	unlink(streams);
 }
@@ -1101,18 +1526,23 @@ int main(void)
 		cmocka_unit_test(test_real_any_sll2),
 		cmocka_unit_test(test_real_lo_ipv6_pcap),
 		cmocka_unit_test(test_real_snaplen_200),
+		cmocka_unit_test(test_real_tls),
 		cmocka_unit_test(test_variant_link_types_ipv4),
 		cmocka_unit_test(test_variant_link_types_ipv6),
 		cmocka_unit_test(test_variant_ipv6_extension_headers),
+		cmocka_unit_test(test_variant_ipv4_options),
 		cmocka_unit_test(test_reordered),
 		cmocka_unit_test(test_duplicated),
 		cmocka_unit_test(test_dropped_segment_is_a_gap),
 		cmocka_unit_test(test_truncated_file),
 		cmocka_unit_test(test_truncated_and_malformed_frames),
 		cmocka_unit_test(test_ipv4_fragment_reported),
+		cmocka_unit_test(test_ipv6_fragment_reported),
 		cmocka_unit_test(test_mid_stream_start),
 		cmocka_unit_test(test_unsupported_link_type_and_garbage),
 		cmocka_unit_test(test_limits_through_capture),
+		cmocka_unit_test(test_hostile_frames),
+		cmocka_unit_test(test_tso_frame_over_64k),
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_live_loopback),
 	};

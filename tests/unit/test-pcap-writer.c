@@ -67,6 +67,33 @@ static void test_usbmon_file_readable_while_open(void **state)
 	unlink(path);
 }
 
+static void test_open_on_callers_stream(void **state)
+{
+	char *path = tmp_path("stream.pcap");
+	FILE *fp = fopen(path, "w");
+	ug_pcap_writer *w = ug_pcap_writer_new();
+	uint8_t rec[64] = { 'x' };
+	char errbuf[PCAP_ERRBUF_SIZE];
+	struct pcap_pkthdr *h;
+	const u_char *data;
+	pcap_t *p;
+
+	assert_non_null(fp);
+	assert_int_equal(ug_pcap_writer_open_file(w, fp, 7), UG_E_INVAL);
+	assert_int_equal(ug_pcap_writer_open_file(w, fp, UG_USBMON_LINKTYPE), 0);
+	assert_int_equal(ug_pcap_writer_write(w, 42, rec, 64, 64), 0);
+	p = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_NANO, errbuf);
+	assert_non_null(p);
+	assert_int_equal(pcap_next_ex(p, &h, &data), 1);
+	assert_int_equal(h->ts.tv_usec, 42);
+	assert_int_equal(data[0], 'x');
+	pcap_close(p);
+	/* The writer closes the stream it was given. */
+	assert_int_equal(ug_pcap_writer_close(w), 0);
+	ug_pcap_writer_free(w);
+	unlink(path);
+}
+
 static void test_disk_full_is_nospc(void **state)
 {
 	ug_pcap_writer *w = ug_pcap_writer_new();
@@ -288,6 +315,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_usbmon_file_readable_while_open),
+		cmocka_unit_test(test_open_on_callers_stream),
 		cmocka_unit_test(test_disk_full_is_nospc),
 		cmocka_unit_test(test_broken_pipe_is_io),
 		cmocka_unit_test(test_argument_checks),

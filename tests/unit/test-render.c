@@ -95,6 +95,12 @@ static void test_summary_lines(void **state)
 	expect(render(UG_RENDER_SUMMARY, 0, 0, pk_bulk(H, 0x100000001ull, 0x81, 13, 4, NULL, 0)),
 	       "    0.000000000 host->guest bulk_packet                id 4294967297 ep 0x81 "
 	       "status stall len 13 data 0\n");
+	expect(render(UG_RENDER_SUMMARY, 0, 0, pk_iso(G, 7, 0x03, 192, 0, NULL, 0)),
+	       "    0.000000000 guest->host iso_packet                 id 7 ep 0x03 len 192 "
+	       "data 0\n");
+	expect(render(UG_RENDER_SUMMARY, 0, 0, pk_intr(H, 2, 0x81, 8, 1, NULL, 0)),
+	       "    0.000000000 host->guest interrupt_packet           id 2 ep 0x81 status "
+	       "cancelled len 8 data 0\n");
 	p = pk_base(G, usb_redir_set_configuration, 9);
 	p.h.set_configuration.configuration = 1;
 	expect(render(UG_RENDER_SUMMARY, 0, 0, p),
@@ -197,6 +203,57 @@ static void test_write_error_reported(void **state)
 	assert_string_equal(ug_render_status_name(99), "unknown");
 }
 
+/* Events from the tracker, rendered as the transfer view. */
+static char *render_events(enum ug_render_format fmt, ug_tracker *t,
+                           struct ug_usbredir_packet pkt, uint64_t ts)
+{
+	struct ug_transfer_event ev;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	assert_int_equal(ug_tracker_push(t, &pkt, ts), 0);
+	while (ug_tracker_next(t, &ev) == 1)
+		assert_int_equal(ug_render_transfer(f, fmt, ts, 1, &ev), 0);
+	fclose(f);
+	return buf;
+}
+
+static void test_transfer_view(void **state)
+{
+	ug_tracker *t = ug_tracker_new();
+	struct ug_usbredir_packet p;
+
+	expect(render_events(UG_RENDER_SUMMARY, t,
+	                     pk_control(G, 5, 0x80, 6, 0x100, 0, 18, 0, NULL, 0), 1000000),
+	       "    0.001000000 #1 submit   control   ep 0x80 xfer 1 id 5 len 18 "
+	       "GET_DESCRIPTOR DEVICE len 18\n");
+	expect(render_events(UG_RENDER_SUMMARY, t,
+	                     pk_control(H, 5, 0x80, 6, 0x100, 0, 18, 0, dev_desc, 18), 1045000),
+	       "    0.001045000 #1 complete control   ep 0x80 xfer 1 id 5 status success len 18 "
+	       "GET_DESCRIPTOR DEVICE len 18 after 0.045 ms\n");
+	p = pk_base(G, usb_redir_get_configuration, 6);
+	expect(render_events(UG_RENDER_JSON, t, p, 2000000),
+	       "{\"ts\":0.002000000,\"session\":1,\"event\":\"submit\",\"serial\":2,\"id\":6,"
+	       "\"connection\":0,\"packet_type\":\"get_configuration\","
+	       "\"origin\":\"get_configuration\",\"transfer_type\":\"control\",\"endpoint\":128,"
+	       "\"setup\":\"8008000000000100\",\"request_summary\":\"GET_CONFIGURATION\","
+	       "\"interval\":0,\"stream_id\":0,\"req_length\":1,\"data_len\":0,\"data\":\"\"}\n");
+	p = pk_base(H, usb_redir_configuration_status, 6);
+	p.h.configuration_status.configuration = 1;
+	expect(render_events(UG_RENDER_JSON, t, p, 2500000),
+	       "{\"ts\":0.002500000,\"session\":1,\"event\":\"complete\",\"serial\":2,\"id\":6,"
+	       "\"connection\":0,\"packet_type\":\"get_configuration\","
+	       "\"origin\":\"get_configuration\",\"transfer_type\":\"control\",\"endpoint\":128,"
+	       "\"setup\":\"8008000000000100\",\"request_summary\":\"GET_CONFIGURATION\","
+	       "\"interval\":0,\"stream_id\":0,\"req_length\":1,\"status\":\"success\","
+	       "\"status_code\":0,\"actual_length\":1,\"latency_ns\":500000,\"data_len\":1,"
+	       "\"data\":\"01\"}\n");
+	expect(render_events(UG_RENDER_SUMMARY, t, pk_bulk(H, 77, 0x81, 0, 0, NULL, 0), 3000000),
+	       "    0.003000000 #1 notice   bulk      ep 0x81 xfer 0 id 77: answer without a request\n");
+	ug_tracker_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -206,6 +263,7 @@ int main(void)
 		cmocka_unit_test(test_json_every_field),
 		cmocka_unit_test(test_verbose_fields_and_hexdump),
 		cmocka_unit_test(test_write_error_reported),
+		cmocka_unit_test(test_transfer_view),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

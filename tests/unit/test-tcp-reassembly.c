@@ -381,6 +381,21 @@ static void test_ack_before_data_within_reorder_window(void **state)
 	ug_tcp_reasm_free(r);
 }
 
+/* An ACK seen before a FIN it reaches past: the gap stops at the FIN
+ * (found by fuzz-capture's order check). */
+static void test_pending_ack_clamped_by_later_fin(void **state)
+{
+	struct ug_tcp_reasm *r = handshake();
+
+	feed(r, C, A, 101, 501, "abc");
+	feed(r, S, A, 501, 101 + 100, NULL);   /* pending: beyond anything sent */
+	feed(r, C, FIN | A, 111, 501, NULL);   /* the FIN at offset 10 */
+	assert_string_equal(drain(r), "D1c0:abc");
+	assert_int_equal(ug_tcp_reasm_finish(r, 0, 0), 0);
+	assert_string_equal(drain(r), "G1c3+7/1 E1c10 C1/5");
+	ug_tcp_reasm_free(r);
+}
+
 /* The SYN captured after the SYN+ACK belongs to the same connection. */
 static void test_syn_after_syn_ack(void **state)
 {
@@ -613,6 +628,25 @@ static void test_beyond_window_dropped(void **state)
 	ug_tcp_reasm_free(r);
 }
 
+/* A loss larger than the window: the peer's ACK beyond it, confirmed by
+ * data that starts within what it acknowledged, resumes the stream. */
+static void test_loss_beyond_window_resyncs_on_ack(void **state)
+{
+	struct ug_capture_limits l = { .window = 1000, .reorder_window = 1 };
+	struct ug_tcp_reasm *r = handshake_lim(&l);
+
+	feed(r, C, A, 101, 501, "abc");
+	feed(r, S, A, 501, 101 + 5000, NULL);   /* too far to act on alone */
+	assert_string_equal(drain(r), "D1c0:abc");
+	feed(r, C, A, 101 + 6000, 501, "no");   /* beyond what was acknowledged */
+	assert_string_equal(drain(r), "N1/-3");
+	feed(r, C, A, 101 + 4990, 501, "xyz");
+	assert_string_equal(drain(r), "G1c3+4987/1 D1c4990:xyz");
+	feed(r, C, A, 101 + 4993, 501, "w");
+	assert_string_equal(drain(r), "D1c4993:w");
+	ug_tcp_reasm_free(r);
+}
+
 static void test_connection_table_full(void **state)
 {
 	struct ug_tcp_reasm *r = ug_tcp_reasm_new();
@@ -780,6 +814,134 @@ static void test_running_classification(void **state)
 	ug_tcp_reasm_free(r);
 }
 
+/*
+ * Property test: a lossy, reordering, duplicating, truncating capture of a
+ * stream whose peer acknowledged everything. Whatever the limits, every
+ * delivered byte is the byte sent at that offset, DATA and GAP events tile
+ * the stream in order, and the stream ends exactly at the FIN.
+ */
+static void test_random_lossy_capture_property(void **state)
+{
+	enum { LEN = 60000, MAXSEG = 600 };
+	static uint8_t stream[LEN];
+	struct ug_capture_limits limits[3] = {
+		{ 0 },
+		{ .max_buffered_per_side = 3000, .reorder_window = 4 },
+		{ .max_buffered_total = 1500, .window = 4000, .reorder_window = 2 },
+	};
+
+	for (unsigned seed = 1; seed <= 30; seed++) {
+		struct ug_tcp_reasm *r = ug_tcp_reasm_new();
+		struct ug_capture_event ev;
+		struct { uint32_t off, len, cap; int ack; } q[64];
+		unsigned rs = seed;
+		uint64_t pos = 0, data = 0, gaps = 0;
+		uint32_t off = 0, isn = (uint32_t)rand_r(&rs) * 2654435761u;
+		size_t nq = 0;
+		int ended = 0, closed = 0;
+
+		for (size_t i = 0; i < LEN; i++)
+			stream[i] = (uint8_t)rand_r(&rs);
+		assert_int_equal(ug_tcp_reasm_set_limits(r, &limits[seed % 3]), 0);
+		feed(r, C, SYN, isn, 0, NULL);
+		feed(r, S, SYN | A, 7, isn + 1, NULL);
+		/* Cut the stream; queue each piece (or not: lost), flush the
+		 * queue in a shuffled order now and then, with server ACKs of
+		 * everything sent so far in between. */
+		while (off < LEN || nq) {
+			if (off < LEN) {
+				uint32_t len = 1 + (uint32_t)rand_r(&rs) % MAXSEG;
+				int roll = rand_r(&rs) % 100;
+
+				if (len > LEN - off)
+					len = LEN - off;
+				if (roll >= 10) {           /* 10% never captured */
+					q[nq].off = off;
+					q[nq].len = len;
+					q[nq].cap = roll < 15 ? len / 2 : len;  /* 5% cut */
+					q[nq++].ack = 0;
+				}
+				if (roll >= 90 && nq < 60) { /* 10% duplicated */
+					q[nq] = q[nq - 1];
+					nq++;
+				}
+				off += len;
+				if (rand_r(&rs) % 4 == 0 && nq < 64) {
+					q[nq].ack = 1;
+					q[nq++].off = off;
+				}
+			}
+			if (nq >= 8 || off >= LEN) {
+				for (size_t i = nq; i > 1; i--) {
+					size_t j = (size_t)rand_r(&rs) % i;
+					__typeof__(q[0]) t = q[i - 1];
+
+					q[i - 1] = q[j];
+					q[j] = t;
+				}
+				for (size_t i = 0; i < nq; i++) {
+					struct ug_tcp_segment sg;
+
+					if (q[i].ack) {
+						sg = mkseg(S, A, 8, isn + 1 + q[i].off, NULL);
+					} else {
+						sg = mkseg(C, A, isn + 1 + q[i].off, 8, NULL);
+						sg.data = stream + q[i].off;
+						sg.len = q[i].len;
+						sg.caplen = q[i].cap;
+					}
+					assert_int_equal(ug_tcp_reasm_segment(r, &sg), 0);
+					while (ug_tcp_reasm_next(r, &ev) == 1) {
+						if (ev.type == UG_CAPTURE_CLOSE)
+							closed = 1;
+						if (ev.type == UG_CAPTURE_END)
+							ended = 1;
+						if (ev.side != UG_CAPTURE_C2S ||
+						    (ev.type != UG_CAPTURE_DATA && ev.type != UG_CAPTURE_GAP))
+							continue;
+						assert_int_equal(ev.offset, pos);
+						if (ev.type == UG_CAPTURE_DATA) {
+							assert_memory_equal(ev.data, stream + pos, ev.len);
+							data += ev.len;
+						} else {
+							gaps += ev.len;
+						}
+						pos += ev.len;
+					}
+				}
+				nq = 0;
+			}
+		}
+		feed(r, C, FIN | A, isn + 1 + LEN, 8, NULL);
+		feed(r, S, FIN | A, 8, isn + 2 + LEN, NULL);
+		assert_int_equal(ug_tcp_reasm_finish(r, 0, 0), 0);
+		while (ug_tcp_reasm_next(r, &ev) == 1) {
+			if (ev.type == UG_CAPTURE_CLOSE)
+				closed = 1;
+			if (ev.type == UG_CAPTURE_END)
+				ended = 1;
+			if (ev.side != UG_CAPTURE_C2S ||
+			    (ev.type != UG_CAPTURE_DATA && ev.type != UG_CAPTURE_GAP))
+				continue;
+			assert_int_equal(ev.offset, pos);
+			if (ev.type == UG_CAPTURE_DATA) {
+				assert_memory_equal(ev.data, stream + pos, ev.len);
+				data += ev.len;
+			} else {
+				gaps += ev.len;
+			}
+			pos += ev.len;
+		}
+		assert_int_equal(pos, LEN);
+		assert_int_equal(data + gaps, LEN);
+		assert_true(data > LEN / 2);
+		assert_true(gaps > 0);
+		assert_true(ended && closed);
+		assert_int_equal(ug_tcp_reasm_buffered(r), 0);
+		ug_tcp_reasm_free(r);
+	}
+}
+
 static void test_ipv6_and_notice(void **state)
 {
 	struct ug_tcp_reasm *r = ug_tcp_reasm_new();
@@ -821,6 +983,7 @@ int main(void)
 		cmocka_unit_test(test_snaplen_cut),
 		cmocka_unit_test(test_gap_acknowledged_then_resume),
 		cmocka_unit_test(test_ack_before_data_within_reorder_window),
+		cmocka_unit_test(test_pending_ack_clamped_by_later_fin),
 		cmocka_unit_test(test_syn_after_syn_ack),
 		cmocka_unit_test(test_gap_at_end_of_capture),
 		cmocka_unit_test(test_fin_waits_for_data),
@@ -833,10 +996,12 @@ int main(void)
 		cmocka_unit_test(test_limit_piece_count),
 		cmocka_unit_test(test_limit_total),
 		cmocka_unit_test(test_beyond_window_dropped),
+		cmocka_unit_test(test_loss_beyond_window_resyncs_on_ack),
 		cmocka_unit_test(test_connection_table_full),
 		cmocka_unit_test(test_inconsistent_segment_refused),
 		cmocka_unit_test(test_random_order_byte_exact),
 		cmocka_unit_test(test_running_classification),
+		cmocka_unit_test(test_random_lossy_capture_property),
 		cmocka_unit_test(test_ipv6_and_notice),
 	};
 

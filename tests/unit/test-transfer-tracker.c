@@ -215,6 +215,7 @@ static void test_interrupt_receiving_stream(void **state)
 	p.h.ep_info.type[0] = p.h.ep_info.type[16] = usb_redir_type_control;
 	p.h.ep_info.type[17] = usb_redir_type_interrupt; /* 0x81 */
 	p.h.ep_info.interval[17] = 10;
+	p.h.ep_info.max_packet_size[17] = 8;
 	push(t, p, 0, ev, 4);
 	assert_int_equal(ug_tracker_endpoint_type(t, 0x81), usb_redir_type_interrupt);
 	assert_int_equal(ug_tracker_endpoint_type(t, 0x02), usb_redir_type_invalid);
@@ -233,6 +234,10 @@ static void test_interrupt_receiving_stream(void **state)
 	assert_int_equal(ev[0].xfer.xfer_type, UG_XFER_INTERRUPT);
 	assert_int_equal(ev[0].xfer.interval, 10);
 	assert_int_equal(ev[0].xfer.req_length, 8);
+	/* A short report still asked for a whole max packet. */
+	assert_int_equal(push(t, pk_intr(H, 40, 0x81, 3, 0, report, 3), 3, ev, 4), 2);
+	assert_int_equal(ev[0].xfer.req_length, 8);
+	assert_int_equal(ev[1].actual_length, 3);
 	assert_null(ev[0].data);
 	assert_int_equal(ev[1].kind, UG_TRANSFER_COMPLETE);
 	assert_int_equal(ev[1].xfer.serial, ev[0].xfer.serial);
@@ -269,6 +274,7 @@ static void test_iso_and_buffered_bulk_streams(void **state)
 	p.h.start_bulk_receiving.bytes_per_transfer = 4096;
 	push(t, p, 3, ev, 4);
 	assert_int_equal(push(t, pk_bbulk(H, 7, 0x84, 0, 0, frame, 100), 4, ev, 4), 2);
+	assert_int_equal(ev[0].xfer.req_length, 4096); /* what the guest asked per transfer */
 	assert_int_equal(ev[0].xfer.xfer_type, UG_XFER_BULK);
 	assert_int_equal(ev[0].xfer.origin, UG_ORIGIN_STREAM);
 	assert_int_equal(ev[1].actual_length, 100);
@@ -304,6 +310,14 @@ static void test_limit_drops_oldest(void **state)
 	/* The dropped request's answer is now an answer without a request. */
 	assert_int_equal(push(t, pk_bulk(H, 1, 0x81, 0, 0, NULL, 0), 5, ev, 4), 1);
 	assert_int_equal(ev[0].kind, UG_TRANSFER_NOTICE);
+	/* Lowering the limit below what waits drops down to it at the next request. */
+	assert_int_equal(ug_tracker_set_max_outstanding(t, 1), 0);
+	assert_int_equal(push(t, pk_bulk(G, 9, 0x81, 512, 0, NULL, 0), 6, ev, 4), 4);
+	assert_int_equal(ev[0].reason, UG_ABANDON_LIMIT);
+	assert_int_equal(ev[1].reason, UG_ABANDON_LIMIT);
+	assert_int_equal(ev[2].reason, UG_ABANDON_LIMIT);
+	assert_int_equal(ev[3].kind, UG_TRANSFER_SUBMIT);
+	assert_int_equal(ug_tracker_outstanding(t), 1);
 	ug_tracker_free(t);
 }
 

@@ -36,6 +36,7 @@ struct sess {
 	ug_tracker *t;
 	ug_usbmon *m;
 	uint32_t session;
+	uint32_t host_caps;     /* what the usb-host side announces */
 	uint64_t next_id;
 };
 
@@ -267,7 +268,8 @@ static void send_pkt(struct sess *s, enum ug_dir dir, uint32_t type, uint64_t id
 		return;
 	}
 	usbredirparser_do_write(p);
-	hdr = 16; /* 64-bit ids: both sides announce them */
+	/* The guest announces everything: the host's caps decide the id width. */
+	hdr = (s->host_caps & (1u << usb_redir_cap_64bits_ids)) ? 16 : 12;
 	if (s->wlen < hdr + data_len) {
 		fail(s->o, "session %u: type %u id %llu: parser wrote %zu bytes", s->session, type,
 		     (unsigned long long)id, s->wlen);
@@ -310,7 +312,7 @@ static void hellos(struct sess *s)
 		pkt.type = usb_redir_hello;
 		pkt.known = 1;
 		snprintf(pkt.h.hello.version, sizeof(pkt.h.hello.version), "%s", versions[i]);
-		pkt.h.hello.caps[0] = ALL_CAPS;
+		pkt.h.hello.caps[0] = i == 0 ? ALL_CAPS : s->host_caps;
 		pkt.h.hello.caps_count = 1;
 		pkt.raw = s->wbuf;
 		pkt.raw_len = s->wlen;
@@ -326,10 +328,11 @@ static void hellos(struct sess *s)
 	}
 }
 
-static struct usbredirparser *make_parser(struct sess *s, const char *version, int flags)
+static struct usbredirparser *make_parser(struct sess *s, const char *version, int flags,
+                                         uint32_t cap_word)
 {
 	struct usbredirparser *p = usbredirparser_create();
-	uint32_t caps[USB_REDIR_CAPS_SIZE] = { ALL_CAPS };
+	uint32_t caps[USB_REDIR_CAPS_SIZE] = { cap_word };
 
 	p->priv = s;
 	p->log_func = cb_log;
@@ -340,7 +343,8 @@ static struct usbredirparser *make_parser(struct sess *s, const char *version, i
 	return p;
 }
 
-static void sess_init(struct sess *s, struct out *o, uint32_t session, uint8_t devnum)
+static void sess_init(struct sess *s, struct out *o, uint32_t session, uint8_t devnum,
+                      uint32_t host_caps)
 {
 	memset(s, 0, sizeof(*s));
 	s->o = o;
@@ -350,8 +354,9 @@ static void sess_init(struct sess *s, struct out *o, uint32_t session, uint8_t d
 	s->t = ug_tracker_new();
 	s->m = ug_usbmon_new();
 	ug_usbmon_set_address(s->m, 1, devnum);
-	s->g = make_parser(s, "qemu usb-redir guest 7.2.22", 0);
-	s->h = make_parser(s, "usbredirect 0.13.0", usbredirparser_fl_usb_host);
+	s->host_caps = host_caps;
+	s->g = make_parser(s, "qemu usb-redir guest 7.2.22", 0, ALL_CAPS);
+	s->h = make_parser(s, "usbredirect 0.13.0", usbredirparser_fl_usb_host, host_caps);
 	hellos(s);
 }
 
@@ -604,7 +609,7 @@ static void flash_drive(struct out *o)
 	disk[510] = 0x55;
 	disk[511] = 0xaa;
 
-	sess_init(&s, o, 1, 1);
+	sess_init(&s, o, 1, 1, ALL_CAPS);
 	msc_info(&s);
 	connect_device(&s, usb_redir_speed_high, 0x0781, 0x5567, 0x0100);
 
@@ -640,6 +645,35 @@ static void flash_drive(struct out *o)
 
 	sess_end(&s);
 	free(disk);
+}
+
+/*
+ * Device 4: the same flash drive behind an older usb-host that announces
+ * neither 64-bit ids nor 32-bit bulk lengths (nor bulk streams or bulk
+ * receiving): 12-byte headers, 8-byte bulk headers.
+ */
+static void flash_drive_old_host(struct out *o)
+{
+	static const uint8_t inquiry_cdb[6] = { 0x12, 0x00, 0x00, 0x00, 0x24, 0x00 };
+	static const uint8_t inquiry[36] = {
+		0x00, 0x80, 0x06, 0x02, 0x1f, 0x00, 0x00, 0x00, 'S', 'a', 'n', 'D', 'i', 's', 'k', ' ',
+		'C', 'r', 'u', 'z', 'e', 'r', ' ', 'B', 'l', 'a', 'd', 'e', ' ', ' ', ' ', ' ',
+		'1', '.', '0', '0',
+	};
+	const uint32_t caps = (1u << usb_redir_cap_connect_device_version) |
+	                      (1u << usb_redir_cap_filter) |
+	                      (1u << usb_redir_cap_device_disconnect_ack) |
+	                      (1u << usb_redir_cap_ep_info_max_packet_size);
+	struct sess s;
+
+	sess_init(&s, o, 4, 4, caps);
+	msc_info(&s);
+	connect_device(&s, usb_redir_speed_high, 0x0781, 0x5567, 0x0100);
+	get_descriptor(&s, 0x01, 0, 0, 18, msc_device, 18);
+	get_descriptor(&s, 0x02, 0, 0, 32, msc_config, 32);
+	set_configuration(&s, 1, msc_info);
+	scsi(&s, inquiry_cdb, 6, inquiry, 36);
+	sess_end(&s);
 }
 
 /* ---- device 2: a low-speed boot keyboard (Logitech K120-like) ------------ */
@@ -695,7 +729,7 @@ static void keyboard(struct out *o)
 	struct sess s;
 	uint64_t id;
 
-	sess_init(&s, o, 2, 2);
+	sess_init(&s, o, 2, 2, ALL_CAPS);
 	kbd_info(&s);
 	connect_device(&s, usb_redir_speed_low, 0x046d, 0xc31c, 0x6400);
 
@@ -788,7 +822,7 @@ static void iso_device_session(struct out *o)
 	struct sess s;
 	uint64_t id;
 
-	sess_init(&s, o, 3, 3);
+	sess_init(&s, o, 3, 3, ALL_CAPS);
 	iso_info0(&s);
 	connect_device(&s, usb_redir_speed_full, 0x04d8, 0x000e, 0x0001);
 	get_descriptor(&s, 0x01, 0, 0, 18, iso_device, 18);
@@ -863,6 +897,7 @@ int usbmon_session_write(const char *usbmon_path, const char *raw_path, FILE *te
 		flash_drive(&o);
 		keyboard(&o);
 		iso_device_session(&o);
+		flash_drive_old_host(&o);
 	}
 	if (o.mon && ug_pcap_writer_close(o.mon) != 0)
 		fail(&o, "%s", ug_pcap_writer_errmsg(o.mon));

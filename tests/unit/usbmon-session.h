@@ -19,14 +19,16 @@ struct session_stats {
 };
 
 /*
- * Three devices, each in its own usbredir session encoded by
+ * Four devices, each in its own usbredir session encoded by
  * libusbredirparser in both roles (so the raw bytes are what real peers
  * send): a USB flash drive (enumeration, SET_CONFIGURATION, GET_MAX_LUN,
  * INQUIRY, TEST UNIT READY, READ CAPACITY(10), READ(10) of 4 KiB and of
  * 512 KiB, a cancelled read), a keyboard (enumeration, HID report
  * descriptor, SET_IDLE, SET_INTERFACE, interrupt receiving with key
- * reports, SET_REPORT for the LEDs, disconnect) and a vendor iso device
- * (SET_INTERFACE to alt 1, an iso IN stream, iso OUT packets).
+ * reports, SET_REPORT for the LEDs, disconnect), a vendor iso device
+ * (SET_INTERFACE to alt 1, an iso IN stream, iso OUT packets), and the
+ * flash drive again behind a usb-host without 64-bit ids or 32-bit bulk
+ * lengths (enumeration, SET_CONFIGURATION, INQUIRY).
  * usbmon_path and raw_path may be NULL; text and json may be NULL.
  * Returns 0, or -1 with a message on stderr.
  */

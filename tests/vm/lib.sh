@@ -29,6 +29,9 @@ export UG_SRCDIR UG_BUILDDIR
 _ug_name=$(basename "$0" .sh)
 mkdir -p "$UG_BUILDDIR/tests/vm/run"
 UG_VM_WORK=$(mktemp -d "$UG_BUILDDIR/tests/vm/run/$_ug_name.XXXXXX")
+# Unix socket paths must stay under 108 bytes, which a deep build tree (make
+# distcheck) exceeds: the QMP sockets live in a short directory of their own.
+_ug_sockdir=$(mktemp -d "${TMPDIR:-/tmp}/ugvm.XXXXXX")
 _ug_tap_n=0
 _ug_tap_failed=0
 _ug_on_exit=""
@@ -146,18 +149,24 @@ _ug_cleanup() {
 			tail -n 25 "$_d/console.log" | tap_diag "$(cat)"
 			[ -s "$_d/qemu.err" ] && tap_diag "---- qemu stderr:" "$(tail -n 10 "$_d/qemu.err")"
 		done
-		tap_diag "work files kept in $UG_VM_WORK"
+		tap_diag "host load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs" \
+			"work files kept in $UG_VM_WORK"
 	else
 		rm -rf "$UG_VM_WORK"
 	fi
+	rm -rf "$_ug_sockdir"
 	exit $_rc
 }
 trap _ug_cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
 # The whole test is bounded too: after UG_TEST_TIMEOUT seconds (0: never) a
-# watchdog sends TERM to the test, whose EXIT trap then kills everything.
-if [ "$UG_TEST_TIMEOUT" -gt 0 ]; then
+# watchdog sends TERM to the test, whose EXIT trap then kills everything. It
+# starts again once the test has its VM slot (see _ug_vm_slot), so waiting
+# for one does not count.
+_ug_watchdog() {
+	ug_kill_pidfile "$UG_VM_WORK/watchdog.pid"
+	[ "$UG_TEST_TIMEOUT" -gt 0 ] || return 0
 	(
 		trap 'kill $_s 2>/dev/null; exit 0' TERM
 		sleep "$UG_TEST_TIMEOUT" &
@@ -167,7 +176,43 @@ if [ "$UG_TEST_TIMEOUT" -gt 0 ]; then
 		kill -TERM $$
 	) </dev/null >/dev/null 2>&1 &
 	echo $! >"$UG_VM_WORK/watchdog.pid"
-fi
+}
+_ug_watchdog
+
+# Tests with VMs take one of UG_VM_SLOTS slots (default: the number of CPUs)
+# for their whole run, machine-wide, so that VM tests started in parallel
+# (make -j, several build trees) do not starve each other's TCG guests into
+# their timeouts: each test boots two VMs, so with 2 CPUs two tests share them
+# four VMs at most. A slot is a flock on a file in UG_VM_SLOTDIR, held by an
+# inherited descriptor until the test and its VMs end. UG_VM_SLOTS=0: no limit.
+_ug_slot=""
+_ug_vm_slot() {
+	[ -z "$_ug_slot" ] || return 0
+	_ns=${UG_VM_SLOTS:-$(nproc 2>/dev/null || echo 2)}
+	[ "$_ns" -gt 0 ] || { _ug_slot=none; return 0; }
+	_sd=${UG_VM_SLOTDIR:-${TMPDIR:-/tmp}/usbgate-vm-slots-$(id -u)}
+	mkdir -p "$_sd" || return 1
+	_t0=$(date +%s)
+	while :; do
+		_i=1
+		while [ $_i -le "$_ns" ]; do
+			exec 8>>"$_sd/slot.$_i"
+			if flock -n 8; then
+				_ug_slot=$_i
+				_w=$(($(date +%s) - _t0))
+				[ $_w -gt 1 ] && tap_diag "waited ${_w}s for VM slot $_i of $_ns (other VM tests were running)"
+				_ug_watchdog
+				return 0
+			fi
+			exec 8>&-
+			_i=$((_i + 1))
+		done
+		if [ $(($(date +%s) - _t0)) -ge "${UG_VM_SLOT_WAIT:-1800}" ]; then
+			tap_bail "no free VM slot in $_sd after ${UG_VM_SLOT_WAIT:-1800}s"
+		fi
+		sleep 1
+	done
+}
 
 # ug_require CMD PACKAGE...: fails the test (Bail out) when a peer is missing.
 ug_require() {
@@ -182,6 +227,7 @@ ug_require() {
 
 # vm_guest: builds or finds the cached base guest; sets UG_VM_KERNEL, UG_VM_INITRD.
 vm_guest() {
+	_ug_vm_slot || return 1
 	[ -n "${UG_VM_KERNEL:-}" ] && [ -n "${UG_VM_INITRD:-}" ] && return 0
 	ug_require "$UG_QEMU" qemu-system-x86 python3 python3 busybox busybox-static \
 		usbredirect usbredirect timeout coreutils flock util-linux ldd libc-bin
@@ -194,7 +240,7 @@ vm_guest() {
 # "UGDISK sector=N of=M" followed by bytes derived from N.
 vm_disk_image() { python3 "$UG_VM_DIR/ugvm.py" disk "$1" "$2"; }
 
-# vm_dir NAME: the VM's directory (console.log, qmp.sock, pid, ...).
+# vm_dir NAME: the VM's directory (console.log, cmdline, pid, ...).
 vm_dir() { echo "$UG_VM_WORK/vm-$1"; }
 vm_log() { echo "$UG_VM_WORK/vm-$1/console.log"; }
 # vm_port NAME [GUESTPORT]: the host port forwarded to a device VM's exporter
@@ -221,6 +267,7 @@ _vm_overlay() {
 # _vm_launch NAME ROLE QEMU-ARGS...: boots the base guest plus the overlay
 # already built in the VM's directory, in the background.
 _vm_launch() {
+	_ug_vm_slot || return 1
 	_name=$1
 	_role=$2
 	shift 2
@@ -238,7 +285,7 @@ _vm_launch() {
 		set -- $_accel -m "$UG_VM_MEM" -smp 1 -nodefaults -no-user-config \
 			-display none -no-reboot -name "ug-$_name" \
 			-debugcon "file:$_dir/console.log" -global isa-debugcon.iobase=0x402 \
-			-qmp "unix:$_dir/qmp.sock,server=on,wait=off" \
+			-qmp "unix:$_ug_sockdir/$_name.qmp,server=on,wait=off" \
 			-pidfile "$_dir/qemu.pid" \
 			-device qemu-xhci,id=xhci "$@"
 	else
@@ -249,7 +296,7 @@ _vm_launch() {
 			-kernel "$UG_VM_KERNEL" -initrd "$_dir/initrd.gz" \
 			-append "console=ttyS0 $_klog panic=-1 no_timer_check ug.role=$_role ${UG_VM_APPEND:-}" \
 			-serial "file:$_dir/console.log" -serial "file:$_dir/ttyS1.out" \
-			-qmp "unix:$_dir/qmp.sock,server=on,wait=off" \
+			-qmp "unix:$_ug_sockdir/$_name.qmp,server=on,wait=off" \
 			-pidfile "$_dir/qemu.pid" \
 			-device qemu-xhci,id=xhci "$@"
 	fi
@@ -290,6 +337,8 @@ _vm_env() {
 #                       exporter in client mode, e.g. usbredirect --to
 #                       10.0.2.100:4000, against vm_consumer_start --listen PORT)
 #   --respawn           restart the exporter whenever it exits
+#   --after CMD         guest shell code run after the exporter ended, before
+#                       power-off (e.g. "ug_export tmp/x.pcap")
 #   --files ITEM        overlay item (prog=, file=, dir=; see build-guest.sh)
 #   --env KEY=VALUE     variable for the guest scripts
 #   --qemu "ARGS"       more QEMU arguments (split on blanks)
@@ -299,7 +348,7 @@ vm_device_start() {
 	_name=$1
 	shift
 	_disk="" _exp="" _id=46f4:0001 _gport=4000 _hport="" _listen=1 _respawn=0
-	_items="" _envs="" _qextra="" _gfwd="" _fwds=""
+	_items="" _envs="" _qextra="" _gfwd="" _fwds="" _after=""
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--guestfwd) _gfwd="$_gfwd,guestfwd=tcp:10.0.2.100:4000-tcp:127.0.0.1:$2"; shift ;;
@@ -311,6 +360,7 @@ vm_device_start() {
 		--host-port) _hport=$2; shift ;;
 		--no-listen) _listen=0 ;;
 		--respawn) _respawn=1 ;;
+		--after) _after=$2; shift ;;
 		--files) _items="$_items $2"; shift ;;
 		--env) _envs="$_envs
 $2"; shift ;;
@@ -334,7 +384,8 @@ $2"; shift ;;
 	: >"$_dir/env"
 	_lp=$_gport
 	[ $_listen = 1 ] || _lp=""
-	_vm_env "$_dir/env" "UG_EXPORTER=$_exp" "UG_EXPORTER_PORT=$_lp" "UG_RESPAWN=$_respawn"
+	_vm_env "$_dir/env" "UG_EXPORTER=$_exp" "UG_EXPORTER_PORT=$_lp" "UG_RESPAWN=$_respawn" \
+		"UG_AFTER=$_after"
 	(
 		IFS='
 '
@@ -358,7 +409,9 @@ $2"; shift ;;
 
 # vm_consumer_start NAME [options]: the consumer VM: a usb-redir device (id
 # redir0) on its xHCI, fed by one of
-#   --connect PORT      chardev socket, client of 127.0.0.1:PORT
+#   --connect PORT      chardev socket, client of 127.0.0.1:PORT; QEMU exits
+#                       at start if nothing listens there, unless followed by
+#   --reconnect S       retry every S seconds (also after the peer left)
 #   --listen PORT       chardev socket, server on 127.0.0.1:PORT
 #   --spice PORT        SPICE server on 127.0.0.1:PORT, spicevmc channel
 #                       "usbredir" (--spice-opts ",..." adds -spice options)
@@ -383,6 +436,7 @@ vm_consumer_start() {
 		case $1 in
 		--bios-only) _bios=1 ;;
 		--connect) _chr="socket,id=ur,host=127.0.0.1,port=$2"; shift ;;
+		--reconnect) _chr="$_chr,reconnect=$2"; shift ;;
 		--listen) _chr="socket,id=ur,host=127.0.0.1,port=$2,server=on,wait=off"; shift ;;
 		--spice) _spice=$2; _chr="spicevmc,id=ur,name=usbredir"; shift ;;
 		--spice-opts) _sopts=$2; shift ;;
@@ -449,7 +503,11 @@ vm_wait_for() {
 		if ! vm_running "$1"; then
 			# One last look: the line may have come with the exit.
 			_line=$(grep -a -E -m 1 -- "$2" "$_dir/console.log" 2>/dev/null | tr -d '\r')
-			[ -n "$_line" ] && { echo "$_line"; return 0; }
+			if [ -n "$_line" ]; then
+				ug_since "$(cat "$_dir/start")" >"$_dir/matched-at"
+				echo "$_line"
+				return 0
+			fi
 			echo "vm_wait_for $1: VM ended without /$2/" >&2
 			return 2
 		fi
@@ -523,7 +581,7 @@ vm_stop() {
 # whose return value is printed as JSON, or an HMP command line, whose text
 # output is printed.
 vm_qmp() {
-	_s="$(vm_dir "$1")/qmp.sock"
+	_s="$_ug_sockdir/$1.qmp"
 	shift
 	timeout 30 python3 "$UG_VM_DIR/ugvm.py" qmp "$_s" "$@"
 }

@@ -9,6 +9,8 @@
 #                     Empty: READY right after the start.
 #   UG_RESPAWN        1: start the exporter again each time it exits
 #   UG_WAIT           seconds to wait for LISTEN (default 120)
+#   UG_AFTER          shell code run once the exporter is done, before power-off
+#                     (e.g. "ug_export tmp/usbredirsrv.pcap")
 # Lines printed:
 #   UG-DEVICES VID:PID ...           the USB devices this VM has
 #   UG-EXPORTER-START n=N            / UG-EXPORTER-READY n=N port=P uptime=S
@@ -54,4 +56,7 @@ while :; do
 	[ "${UG_RESPAWN:-0}" = 1 ] || break
 	n=$((n + 1))
 done
+if [ -n "${UG_AFTER:-}" ]; then
+	eval "$UG_AFTER"
+fi
 exit $rc
