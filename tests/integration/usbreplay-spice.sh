@@ -9,6 +9,8 @@
 # redirected device attached at the recorded speed (QEMU names a redirected
 # device "USB Redirection Device" whatever it is), and SeaBIOS's enumeration
 # must be answered from the recording (the JSON report counts it).
+# Several VMs under TCG: allow for a loaded machine.
+UG_TEST_TIMEOUT=${UG_TEST_TIMEOUT:-240}
 . "${UG_SRCDIR:-$(dirname "$0")/../..}/tests/vm/lib.sh"
 . "$UG_SRCDIR/tests/integration/usbreplay-lib.sh"
 
