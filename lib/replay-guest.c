@@ -16,6 +16,7 @@ enum gstate {
 	G_IDLE = 0,
 	G_WAIT_DEVICE,  /* hello sent, waiting for device_connect */
 	G_RUNNING,      /* a request is out */
+	G_DRAIN,        /* every request answered; waiting for the recorded pushed data */
 	G_DONE,
 };
 
@@ -38,6 +39,7 @@ struct ug_replay_guest {
 	uint32_t caps;
 	enum gstate state;
 	int waiting;
+	uint64_t expect_pushed; /* stream packets the recorded host pushed on its own */
 	int want_type;
 	uint64_t want_id;
 	guint timer;
@@ -49,6 +51,14 @@ struct ug_replay_guest {
 
 static void logf_(ug_replay_guest *g, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Data packet types a host also sends on its own (interrupt receiving, iso
+ * streams, buffered bulk receiving). */
+static int is_pushed_type(uint32_t type)
+{
+	return type == usb_redir_interrupt_packet || type == usb_redir_iso_packet ||
+	       type == usb_redir_buffered_bulk_packet;
+}
 
 static void logf_(ug_replay_guest *g, int level, const char *fmt, ...)
 {
@@ -68,6 +78,7 @@ UG_EXPORT ug_replay_guest *ug_replay_guest_new(const ug_recording *rec,
 {
 	ug_replay_guest *g;
 	struct ug_recorded_packet rp, ans;
+	uint64_t answered = 0;
 
 	if (!rec || !ug_recording_count(rec))
 		return NULL;
@@ -90,8 +101,16 @@ UG_EXPORT ug_replay_guest *ug_replay_guest_new(const ug_recording *rec,
 	ug_replay_pair(rec, g->reply_of);
 	for (size_t i = 0; i < g->n; i++) {
 		ug_recording_get(rec, i, &rp);
+		if (rp.pkt.dir == UG_DIR_H2G && is_pushed_type(rp.pkt.type))
+			g->expect_pushed++;
 		if (rp.pkt.dir != UG_DIR_G2H || ug_replay_answer_type(rp.pkt.type) < 0)
 			continue;
+		/* An answer of a pushed type to a request is no pushed packet. */
+		if (g->reply_of[i] >= 0) {
+			ug_recording_get(rec, (size_t)g->reply_of[i], &ans);
+			if (is_pushed_type(ans.pkt.type))
+				answered++;
+		}
 		if (g->reply_of[i] < 0) {
 			ug_replay_report_counters(g->report)->skipped++;
 			continue;
@@ -105,6 +124,7 @@ UG_EXPORT ug_replay_guest *ug_replay_guest_new(const ug_recording *rec,
 		}
 		g_array_append_val(g->reqs, i);
 	}
+	g->expect_pushed = g->expect_pushed > answered ? g->expect_pushed - answered : 0;
 	return g;
 }
 
@@ -224,6 +244,15 @@ static gboolean timeout_cb(gpointer data)
 	char reason[96];
 
 	g->timer = 0;
+	if (g->state == G_DRAIN) {
+		/* Pushed data is counted, not compared: fewer than recorded is
+		 * worth a warning, not a divergence. */
+		logf_(g, UG_LOG_WARNING, "%llu of %llu recorded pushed packets arrived within %u ms",
+		      (unsigned long long)ug_replay_report_counters(g->report)->pushed,
+		      (unsigned long long)g->expect_pushed, g->timeout_ms);
+		finish(g, 0, "every recorded request was answered");
+		return G_SOURCE_REMOVE;
+	}
 	snprintf(reason, sizeof(reason), "no answer within %u ms", g->timeout_ms);
 	if (g->state == G_RUNNING)
 		diverge_current(g, reason, NULL, -1);
@@ -249,6 +278,13 @@ static void send_next(ug_replay_guest *g)
 
 	if (g->pos >= g->reqs->len) {
 		ug_replay_report_counters(g->report)->completed = 1;
+		/* The host may still be pushing what it pushed in the recording
+		 * (a keyboard's reports): let it arrive, within the timeout. */
+		if (ug_replay_report_counters(g->report)->pushed < g->expect_pushed) {
+			g->state = G_DRAIN;
+			arm_timer(g);
+			return;
+		}
 		finish(g, 0, "every recorded request was answered");
 		return;
 	}
@@ -339,18 +375,22 @@ static void handle_packet(ug_replay_guest *g, const struct ug_usbredir_packet *p
 	default:
 		break;
 	}
-	if (g->state != G_RUNNING)
+	if (g->state != G_RUNNING && g->state != G_DRAIN)
 		return;
-	if (g->waiting && (int)p->type == g->want_type && p->id == g->want_id) {
+	if (g->state == G_RUNNING && g->waiting && (int)p->type == g->want_type &&
+	    p->id == g->want_id) {
 		g->waiting = 0;
 		compare_answer(g, p);
 		g->pos++;
 		send_next(g);
 		return;
 	}
-	if (p->type == usb_redir_interrupt_packet || p->type == usb_redir_iso_packet ||
-	    p->type == usb_redir_buffered_bulk_packet)
+	if (is_pushed_type(p->type)) {
 		ug_replay_report_counters(g->report)->pushed++;
+		if (g->state == G_DRAIN &&
+		    ug_replay_report_counters(g->report)->pushed >= g->expect_pushed)
+			finish(g, 0, "every recorded request was answered");
+	}
 }
 
 static void on_data(ug_transport *t, const uint8_t *data, size_t len, void *user_data)
