@@ -377,6 +377,8 @@ struct spice_mode {
 	ug_proxy *proxy;
 	int proxy_channel;
 	int proxy_rec_session;
+	unsigned from_backoff_ms;       /* delay before the next --from attempt */
+	guint from_retry_id;
 	/* Local devices: rules, devices seen, bridges. */
 	ug_usb_filter *auto_filter;
 	ug_usb_filter *roc_filter;
@@ -533,6 +535,17 @@ static void on_proxy_tap(ug_proxy *p, enum ug_dir dir, const uint8_t *data, size
 	recorder_tap(m->srv->rec, &m->proxy_rec_session, label, dir, data, len);
 }
 
+static gboolean spice_assign(gpointer data);
+
+static gboolean spice_from_retry(gpointer data)
+{
+	struct spice_mode *m = data;
+
+	m->from_retry_id = 0;
+	spice_assign(m);
+	return G_SOURCE_REMOVE;
+}
+
 static void on_proxy_closed(ug_proxy *p, enum ug_dir first_side, int error, const char *message,
                             void *user_data)
 {
@@ -541,12 +554,25 @@ static void on_proxy_closed(ug_proxy *p, enum ug_dir first_side, int error, cons
 	g_log(G_LOG_DOMAIN, error ? G_LOG_LEVEL_WARNING : G_LOG_LEVEL_MESSAGE,
 	      "%s detached (%s side ended first): %s", m->from_text,
 	      first_side == UG_DIR_G2H ? "SPICE" : "export", message);
+	struct ug_proxy_stats st;
+
+	ug_proxy_get_stats(p, &st);
 	recorder_end(m->srv->rec, &m->proxy_rec_session);
 	if (m->proxy_channel >= 0)
 		m->busy[m->proxy_channel] = 0;
 	m->proxy_channel = -1;
 	ug_proxy_free(p);
 	m->proxy = NULL;
+	/* An export that closes before sending anything (a port forward whose
+	 * target is not listening yet, an exporter restarting) is retried with
+	 * backoff rather than in a tight loop; one that worked, at once. */
+	if (first_side == UG_DIR_H2G && st.bytes[UG_DIR_H2G] == 0) {
+		m->from_backoff_ms = m->from_backoff_ms ? MIN(m->from_backoff_ms * 2, 5000u) : 250u;
+		if (!m->from_retry_id && !m->stopping)
+			m->from_retry_id = g_timeout_add(m->from_backoff_ms, spice_from_retry, m);
+		return;
+	}
+	m->from_backoff_ms = 0;
 	spice_schedule_assign(m);
 }
 
@@ -599,7 +625,8 @@ static gboolean spice_assign(gpointer data)
 	if (m->stopping || !ug_spice_client_is_connected(m->client))
 		return G_SOURCE_REMOVE;
 	if (m->from_mode) {
-		if (!m->proxy && !m->from_connecting && spice_free_channel(m) >= 0) {
+		if (!m->proxy && !m->from_connecting && !m->from_retry_id &&
+		    spice_free_channel(m) >= 0) {
 			m->from_connecting = 1;
 			if (ug_connector_start(m->from_conn, on_from_connected, m) < 0) {
 				m->from_connecting = 0;
@@ -726,6 +753,8 @@ static void spice_mode_free(struct spice_mode *m)
 		g_source_remove(m->reconnect_id);
 	if (m->assign_id)
 		g_source_remove(m->assign_id);
+	if (m->from_retry_id)
+		g_source_remove(m->from_retry_id);
 	ug_connector_free(m->from_conn);
 	/* The proxy and the bridges own the channels' transports: free them
 	 * before the client. */
@@ -1020,8 +1049,8 @@ int main(int argc, char **argv)
 	g_unix_signal_add(SIGINT, on_sigterm, &srv);
 	g_unix_signal_add(SIGHUP, on_sighup, &srv);
 	signal(SIGPIPE, SIG_IGN);
-	g_message("usbredirsrv %s ready: %u export%s", PACKAGE_VERSION, srv.exports->len,
-	          srv.exports->len == 1 ? "" : "s");
+	g_message("usbredirsrv %s ready: %u export%s%s", PACKAGE_VERSION, srv.exports->len,
+	          srv.exports->len == 1 ? "" : "s", srv.spice ? " and --spice" : "");
 	g_main_loop_run(srv.loop);
 out:
 	/* Exports first: ending their sessions re-attaches the kernel drivers. */

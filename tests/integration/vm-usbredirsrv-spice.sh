@@ -11,7 +11,9 @@
 # the host. HMP info usb shows the device attached, the guest reads the whole
 # disk and the sha256 must match the image. (c) usbredirsrv's --pcap of that
 # session, finished at SIGTERM, is read by tshark with the device descriptor
-# decoded. Afterwards the same disk is read over raw usbredir TCP in a
+# decoded. Between, the consumer VM is replaced by a new one on the same SPICE
+# port: usbredirsrv reconnects and the new guest reads the disk again.
+# Afterwards the same disk is read over raw usbredir TCP in a
 # second consumer VM, and both guest-visible read rates are printed (no
 # timing assertion).
 UG_TEST_TIMEOUT=${UG_TEST_TIMEOUT:-480}
@@ -19,7 +21,7 @@ UG_VM_TIMEOUT=${UG_VM_TIMEOUT:-460}
 UG_VM_APPEND=${UG_VM_APPEND:-no_timer_check}
 . "${UG_SRCDIR:-$(dirname "$0")/../..}/tests/vm/lib.sh"
 
-tap_plan 13
+tap_plan 16
 t_start=$(ug_now)
 srv=$UG_BUILDDIR/usbredirsrv/usbredirsrv
 [ -x "$srv" ] || tap_bail "$srv is not built"
@@ -126,6 +128,29 @@ tap_is "the consumer script succeeded" "$(vm_field "$line" rc)" 0
 spice_mbps=$(vm_lines con '^UG-RESULT read ' | tail -n 1)
 spice_mbps=$(vm_field "$spice_mbps" mbps)
 vm_wait_exit con 60 || vm_stop con
+
+# ---- the VM restarts: usbredirsrv reconnects and attaches the export again ------------
+vm_consumer_start con2 --spice "$sport" --script storage ||
+	tap_bail "cannot start the restarted consumer VM"
+if wait_log srv 'SPICE session ended: .*reconnecting' 5; then
+	tap_ok "usbredirsrv notices the VM is gone and reconnects with backoff"
+else
+	tap_fail "usbredirsrv notices the VM is gone and reconnects with backoff" "$(tail -n 20 "$UG_VM_WORK/srv.log")"
+fi
+line=$(vm_wait_for con2 '^UG-RESULT sha256=' 240) || true
+tap_is "after the VM restart the export is attached again: sha256 matches" \
+	"$(vm_field "$line" sha256)" "$want_sum"
+sessions=$(grep -Ec 'SPICE session [0-9a-f]+ connected' "$UG_VM_WORK/srv.log")
+attached=$(grep -c 'attached to the VM on spice usbredir channel' "$UG_VM_WORK/srv.log")
+# While usbredirect restarts in the device VM, the port forward accepts and
+# closes at once: those attempts must back off, not spin.
+if [ "$sessions" -eq 2 ] && [ "$attached" -ge 2 ] && [ "$attached" -le 8 ]; then
+	tap_ok "two SPICE sessions in one usbredirsrv process; $attached attach attempts (backoff)"
+else
+	tap_fail "two SPICE sessions in one usbredirsrv process; attach attempts with backoff" \
+		"sessions=$sessions attached=$attached"
+fi
+vm_wait_exit con2 60 || vm_stop con2
 
 # ---- (c) --pcap, finished at SIGTERM ------------------------------------------------
 kill -TERM "$(cat "$UG_VM_WORK/srv.pid")"
