@@ -23,10 +23,16 @@ struct export {
 	struct ug_address addr;
 	char addr_text[UG_ADDRESS_TEXT_MAX];
 	int stopping;
+	struct server *srv;
+	int rec_session;                /* recorder session of the running session, or 0 */
 };
+
+struct spice_mode;
 
 struct server {
 	GMainLoop *loop;
+	ug_recorder *rec;               /* --pcap, or NULL */
+	struct spice_mode *spice;       /* --spice, or NULL */
 	ug_usb_host *host;
 	ug_usb_filter *filter;          /* global rules, or NULL */
 	GPtrArray *exports;             /* struct export * */
@@ -106,6 +112,48 @@ static void connector_log(int level, const char *message, void *user_data)
 
 static void export_start_connecting(struct export *e);
 
+static uint64_t now_ns(void)
+{
+	return (uint64_t)g_get_real_time() * 1000u;
+}
+
+/* --pcap: a recorder session per bridge session, opened at its first byte
+ * so that the hello, sent from inside ug_device_bridge_attach(), is in it. */
+static void recorder_tap(ug_recorder *rec, int *session, const char *label, enum ug_dir dir,
+                         const uint8_t *data, size_t len)
+{
+	if (!rec)
+		return;
+	if (*session == 0) {
+		int r = ug_recorder_add_session(rec, label);
+
+		if (r < 0) {
+			g_warning("--pcap: %s", ug_recorder_errmsg(rec));
+			return;
+		}
+		*session = r;
+	}
+	if (ug_recorder_feed(rec, *session, dir, data, len, now_ns()) < 0)
+		g_debug("--pcap: %s", ug_recorder_errmsg(rec));
+}
+
+static void recorder_end(ug_recorder *rec, int *session)
+{
+	if (rec && *session > 0)
+		ug_recorder_end_session(rec, *session, now_ns());
+	*session = 0;
+}
+
+static void on_bridge_tap(ug_device_bridge *b, enum ug_dir dir, const uint8_t *data, size_t len,
+                          void *user_data)
+{
+	struct export *e = user_data;
+	char label[UG_ADDRESS_TEXT_MAX + 64];
+
+	g_snprintf(label, sizeof(label), "export %s %s", e->spec->name, e->addr_text);
+	recorder_tap(e->srv->rec, &e->rec_session, label, dir, data, len);
+}
+
 static void on_bridge_event(ug_device_bridge *b, enum ug_device_bridge_event ev, int error,
                             const char *message, void *user_data)
 {
@@ -124,6 +172,7 @@ static void on_bridge_event(ug_device_bridge *b, enum ug_device_bridge_event ev,
 	case UG_BRIDGE_SESSION_ENDED:
 		export_log(e, error ? G_LOG_LEVEL_WARNING : G_LOG_LEVEL_MESSAGE,
 		           "session ended: %s", message);
+		recorder_end(e->srv->rec, &e->rec_session);
 		if (e->stopping)
 			break;
 		/* Offer the device again: accept the next peer, or reconnect. */
@@ -188,6 +237,7 @@ static void export_free(gpointer p)
 			export_log(e, G_LOG_LEVEL_MESSAGE, "stopping; device released");
 		ug_device_bridge_free(e->bridge);
 	}
+	recorder_end(e->srv->rec, &e->rec_session);
 	ug_usb_filter_free(e->filter);
 	srv_export_spec_free(e->spec);
 	g_free(e);
@@ -201,6 +251,7 @@ static struct export *export_start(struct server *srv, struct srv_export_spec *s
 	char err[256];
 
 	e->spec = spec;
+	e->srv = srv;
 	if (ug_address_parse(spec->address, &e->addr, err, sizeof(err)) < 0 ||
 	    ug_usb_selector_parse(spec->device, &sel, err, sizeof(err)) < 0 ||
 	    (spec->filter && ug_usb_filter_parse(spec->filter, &e->filter, err, sizeof(err)) < 0)) {
@@ -219,6 +270,8 @@ static struct export *export_start(struct server *srv, struct srv_export_spec *s
 		return NULL;
 	}
 	ug_device_bridge_set_events(e->bridge, on_bridge_event, e);
+	if (srv->rec)
+		ug_device_bridge_set_tap(e->bridge, on_bridge_tap, e);
 	if (!ug_address_is_loopback(&e->addr))
 		export_log(e, G_LOG_LEVEL_WARNING,
 		           "%s %s is not a loopback address: anyone who reaches it can use the "
@@ -294,6 +347,504 @@ static int apply_config_exports(struct server *srv, GPtrArray *specs, int fail_f
 		}
 	}
 	return 0;
+}
+
+/* ---- --spice: usbredir channels of a SPICE session ---------------------- */
+
+#define SPICE_MAX_CHANNELS 256
+#define SPICE_DEFAULT_AUTO_CONNECT "0x03,-1,-1,-1,0|-1,-1,-1,-1,1"
+
+/* A local device given to the VM over one usbredir channel. */
+struct spice_dev {
+	struct spice_mode *m;
+	char port_path[48];
+	ug_device_bridge *bridge;
+	int channel;                    /* the channel its session runs on, or -1 */
+	int rec_session;
+};
+
+struct spice_mode {
+	struct server *srv;
+	ug_spice_client *client;
+	unsigned char present[SPICE_MAX_CHANNELS]; /* offered by the server */
+	unsigned char busy[SPICE_MAX_CHANNELS];    /* carrying a session */
+	/* --from: one usbredir export bridged byte for byte. */
+	int from_mode;
+	struct ug_address from;
+	char from_text[UG_ADDRESS_TEXT_MAX];
+	ug_connector *from_conn;
+	int from_connecting;
+	ug_proxy *proxy;
+	int proxy_channel;
+	int proxy_rec_session;
+	unsigned from_backoff_ms;       /* delay before the next --from attempt */
+	guint from_retry_id;
+	/* Local devices: rules, devices seen, bridges. */
+	ug_usb_filter *auto_filter;
+	ug_usb_filter *roc_filter;
+	GHashTable *known;              /* port paths present at the last scan */
+	GPtrArray *devs;                /* struct spice_dev * */
+	guint poll_id, reconnect_id, assign_id;
+	unsigned backoff_ms;
+	int stopping;
+};
+
+static void spice_dev_free(gpointer p)
+{
+	struct spice_dev *d = p;
+
+	if (!d)
+		return;
+	ug_device_bridge_free(d->bridge);
+	recorder_end(d->m->srv->rec, &d->rec_session);
+	g_free(d);
+}
+
+static void spice_schedule_assign(struct spice_mode *m);
+
+static int spice_free_channel(struct spice_mode *m)
+{
+	for (int i = 0; i < SPICE_MAX_CHANNELS; i++)
+		if (m->present[i] && !m->busy[i])
+			return i;
+	return -1;
+}
+
+static void on_dev_tap(ug_device_bridge *b, enum ug_dir dir, const uint8_t *data, size_t len,
+                       void *user_data)
+{
+	struct spice_dev *d = user_data;
+	char label[128];
+
+	g_snprintf(label, sizeof(label), "device port=%s on spice usbredir channel %d",
+	           d->port_path, d->channel);
+	recorder_tap(d->m->srv->rec, &d->rec_session, label, dir, data, len);
+}
+
+static void on_dev_event(ug_device_bridge *b, enum ug_device_bridge_event ev, int error,
+                         const char *message, void *user_data)
+{
+	struct spice_dev *d = user_data;
+
+	switch (ev) {
+	case UG_BRIDGE_DEVICE_ADDED:
+		g_message("device port=%s: %s present", d->port_path, message);
+		break;
+	case UG_BRIDGE_DEVICE_REMOVED:
+		g_message("device port=%s: %s unplugged", d->port_path, message);
+		break;
+	case UG_BRIDGE_SESSION_STARTED:
+		g_message("device port=%s attached to the VM on %s", d->port_path, message);
+		break;
+	case UG_BRIDGE_SESSION_ENDED:
+		g_log(G_LOG_DOMAIN, error ? G_LOG_LEVEL_WARNING : G_LOG_LEVEL_MESSAGE,
+		      "device port=%s detached: %s", d->port_path, message);
+		recorder_end(d->m->srv->rec, &d->rec_session);
+		if (d->channel >= 0)
+			d->m->busy[d->channel] = 0;
+		d->channel = -1;
+		/* The channel's removal (if that is why) comes next: decide later. */
+		spice_schedule_assign(d->m);
+		break;
+	}
+}
+
+static void spice_add_dev(struct spice_mode *m, const struct ug_usb_device_info *info,
+                          const char *why)
+{
+	char text[64], err[256];
+	ug_usb_selector *sel;
+	struct spice_dev *d;
+
+	for (guint i = 0; i < m->devs->len; i++)
+		if (strcmp(((struct spice_dev *)m->devs->pdata[i])->port_path, info->port_path) == 0)
+			return;
+	/* The port path stays the same across replugs, so the bridge gets the
+	 * same device back when it returns. */
+	g_snprintf(text, sizeof(text), "port=%s", info->port_path);
+	if (ug_usb_selector_parse(text, &sel, err, sizeof(err)) < 0) {
+		g_warning("device %s: %s", info->port_path, err);
+		return;
+	}
+	d = g_new0(struct spice_dev, 1);
+	d->m = m;
+	d->channel = -1;
+	g_strlcpy(d->port_path, info->port_path, sizeof(d->port_path));
+	d->bridge = ug_device_bridge_new(m->srv->host, text, sel, NULL);
+	if (!d->bridge) {
+		ug_usb_selector_free(sel);
+		g_free(d);
+		return;
+	}
+	ug_device_bridge_set_events(d->bridge, on_dev_event, d);
+	if (m->srv->rec)
+		ug_device_bridge_set_tap(d->bridge, on_dev_tap, d);
+	g_message("device port=%s %04x:%04x %s: selected (%s)", info->port_path, info->vendor_id,
+	          info->product_id, info->product, why);
+	g_ptr_array_add(m->devs, d);
+}
+
+/* Devices present at start go by --redirect-on-connect, devices that
+ * appear later by the auto-connect filter, as in spice-gtk. */
+static void spice_scan(struct spice_mode *m, int initial)
+{
+	struct ug_usb_device_info *list;
+	size_t count;
+	GHashTable *now;
+
+	if (ug_usb_host_list(m->srv->host, &list, &count) < 0)
+		return;
+	now = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	for (size_t i = 0; i < count; i++) {
+		const struct ug_usb_device_info *d = &list[i];
+
+		g_hash_table_add(now, g_strdup(d->port_path));
+		if (g_hash_table_contains(m->known, d->port_path))
+			continue;
+		if (initial) {
+			if (m->roc_filter && ug_usb_filter_allows(m->roc_filter, d))
+				spice_add_dev(m, d, "--redirect-on-connect");
+		} else if (ug_usb_filter_allows(m->auto_filter, d)) {
+			spice_add_dev(m, d, "plugged in, auto-connect filter");
+		}
+	}
+	free(list);
+	g_hash_table_unref(m->known);
+	m->known = now;
+}
+
+static gboolean spice_poll(gpointer data)
+{
+	struct spice_mode *m = data;
+	guint before = m->devs->len;
+
+	spice_scan(m, 0);
+	if (m->devs->len != before)
+		spice_schedule_assign(m);
+	return G_SOURCE_CONTINUE;
+}
+
+static void on_proxy_tap(ug_proxy *p, enum ug_dir dir, const uint8_t *data, size_t len,
+                         uint64_t ts_ns, void *user_data)
+{
+	struct spice_mode *m = user_data;
+	char label[UG_ADDRESS_TEXT_MAX + 64];
+
+	g_snprintf(label, sizeof(label), "%s on spice usbredir channel %d", m->from_text,
+	           m->proxy_channel);
+	recorder_tap(m->srv->rec, &m->proxy_rec_session, label, dir, data, len);
+}
+
+static gboolean spice_assign(gpointer data);
+
+static gboolean spice_from_retry(gpointer data)
+{
+	struct spice_mode *m = data;
+
+	m->from_retry_id = 0;
+	spice_assign(m);
+	return G_SOURCE_REMOVE;
+}
+
+static void on_proxy_closed(ug_proxy *p, enum ug_dir first_side, int error, const char *message,
+                            void *user_data)
+{
+	struct spice_mode *m = user_data;
+
+	g_log(G_LOG_DOMAIN, error ? G_LOG_LEVEL_WARNING : G_LOG_LEVEL_MESSAGE,
+	      "%s detached (%s side ended first): %s", m->from_text,
+	      first_side == UG_DIR_G2H ? "SPICE" : "export", message);
+	struct ug_proxy_stats st;
+
+	ug_proxy_get_stats(p, &st);
+	recorder_end(m->srv->rec, &m->proxy_rec_session);
+	if (m->proxy_channel >= 0)
+		m->busy[m->proxy_channel] = 0;
+	m->proxy_channel = -1;
+	ug_proxy_free(p);
+	m->proxy = NULL;
+	/* An export that closes before sending anything (a port forward whose
+	 * target is not listening yet, an exporter restarting) is retried with
+	 * backoff rather than in a tight loop; one that worked, at once. */
+	if (first_side == UG_DIR_H2G && st.bytes[UG_DIR_H2G] == 0) {
+		m->from_backoff_ms = m->from_backoff_ms ? MIN(m->from_backoff_ms * 2, 5000u) : 250u;
+		if (!m->from_retry_id && !m->stopping)
+			m->from_retry_id = g_timeout_add(m->from_backoff_ms, spice_from_retry, m);
+		return;
+	}
+	m->from_backoff_ms = 0;
+	spice_schedule_assign(m);
+}
+
+static void on_from_connected(ug_connector *c, ug_transport *t, int error, const char *message,
+                              void *user_data)
+{
+	struct spice_mode *m = user_data;
+	ug_transport *st;
+	int ch;
+
+	m->from_connecting = 0;
+	if (!t) {
+		g_warning("--from %s: %s", m->from_text, message);
+		return;
+	}
+	ch = spice_free_channel(m);
+	if (ch < 0 || ug_spice_client_open_usbredir(m->client, (unsigned)ch, &st) < 0) {
+		g_warning("%s: no usbredir channel to attach it to%s%s", m->from_text,
+		          ch < 0 ? "" : ": ", ch < 0 ? "" : ug_spice_client_errmsg(m->client));
+		ug_transport_free(t);
+		spice_schedule_assign(m);
+		return;
+	}
+	m->proxy = ug_proxy_new(st, t);
+	if (!m->proxy) {
+		ug_transport_free(st);
+		ug_transport_free(t);
+		return;
+	}
+	m->busy[ch] = 1;
+	m->proxy_channel = ch;
+	ug_proxy_set_closed(m->proxy, on_proxy_closed, m);
+	if (m->srv->rec)
+		ug_proxy_set_tap(m->proxy, on_proxy_tap, m);
+	ug_proxy_start(m->proxy);
+	g_message("%s attached to the VM on spice usbredir channel %d", m->from_text, ch);
+}
+
+static void connector_plain_log(int level, const char *message, void *user_data)
+{
+	g_log_structured(G_LOG_DOMAIN, glib_level(level), "MESSAGE", "--from: %s", message);
+}
+
+/* Gives waiting devices (or the --from export) the free channels. */
+static gboolean spice_assign(gpointer data)
+{
+	struct spice_mode *m = data;
+
+	m->assign_id = 0;
+	if (m->stopping || !ug_spice_client_is_connected(m->client))
+		return G_SOURCE_REMOVE;
+	if (m->from_mode) {
+		if (!m->proxy && !m->from_connecting && !m->from_retry_id &&
+		    spice_free_channel(m) >= 0) {
+			m->from_connecting = 1;
+			if (ug_connector_start(m->from_conn, on_from_connected, m) < 0) {
+				m->from_connecting = 0;
+				g_warning("--from: %s", ug_connector_errmsg(m->from_conn));
+			}
+		}
+		return G_SOURCE_REMOVE;
+	}
+	for (guint i = 0; i < m->devs->len; i++) {
+		struct spice_dev *d = m->devs->pdata[i];
+		ug_transport *t;
+		int ch;
+
+		if (d->channel >= 0 || !ug_device_bridge_device(d->bridge, NULL))
+			continue;
+		ch = spice_free_channel(m);
+		if (ch < 0) {
+			g_warning("device port=%s waits: every usbredir channel of the VM is in use",
+			          d->port_path);
+			break;
+		}
+		if (ug_spice_client_open_usbredir(m->client, (unsigned)ch, &t) < 0) {
+			g_warning("%s", ug_spice_client_errmsg(m->client));
+			break;
+		}
+		m->busy[ch] = 1;
+		d->channel = ch;
+		if (ug_device_bridge_attach(d->bridge, t) < 0) {
+			g_warning("%s", ug_device_bridge_errmsg(d->bridge));
+			m->busy[ch] = 0;
+			d->channel = -1;
+		}
+	}
+	return G_SOURCE_REMOVE;
+}
+
+static void spice_schedule_assign(struct spice_mode *m)
+{
+	if (!m->assign_id && !m->stopping)
+		m->assign_id = g_idle_add(spice_assign, m);
+}
+
+static void on_spice_connected(ug_spice_client *c, void *user_data)
+{
+	struct spice_mode *m = user_data;
+
+	m->backoff_ms = 0;
+	g_message("SPICE session %08x connected", ug_spice_client_session_id(c));
+}
+
+static void on_channel_added(ug_spice_client *c, unsigned id, void *user_data)
+{
+	struct spice_mode *m = user_data;
+
+	if (id >= SPICE_MAX_CHANNELS)
+		return;
+	g_info("the VM offers usbredir channel %u", id);
+	m->present[id] = 1;
+	m->busy[id] = 0;
+	spice_schedule_assign(m);
+}
+
+static void on_channel_removed(ug_spice_client *c, unsigned id, void *user_data)
+{
+	struct spice_mode *m = user_data;
+
+	if (id >= SPICE_MAX_CHANNELS)
+		return;
+	g_message("usbredir channel %u closed", id);
+	m->present[id] = 0;
+	m->busy[id] = 0;
+	spice_schedule_assign(m);
+}
+
+static gboolean spice_reconnect(gpointer data)
+{
+	struct spice_mode *m = data;
+
+	m->reconnect_id = 0;
+	if (ug_spice_client_connect(m->client) < 0)
+		g_warning("%s", ug_spice_client_errmsg(m->client));
+	return G_SOURCE_REMOVE;
+}
+
+static void on_spice_disconnected(ug_spice_client *c, int error, const char *message,
+                                  void *user_data)
+{
+	struct spice_mode *m = user_data;
+	struct server *srv = m->srv;
+
+	memset(m->present, 0, sizeof(m->present));
+	memset(m->busy, 0, sizeof(m->busy));
+	if (error == UG_E_AUTH || error == UG_E_TLS || srv->opts.no_reconnect) {
+		/* A refused password or certificate does not get better by
+		 * trying again: say so and stop. */
+		if (error)
+			g_critical("SPICE: %s", message);
+		else
+			g_message("SPICE session ended: %s", message);
+		srv->exit_code = error == UG_E_AUTH ? SRV_EXIT_SPICE_AUTH :
+		                 error ? SRV_EXIT_SPICE_LINK : SRV_EXIT_OK;
+		g_main_loop_quit(srv->loop);
+		return;
+	}
+	m->backoff_ms = m->backoff_ms ? MIN(m->backoff_ms * 2, 5000u) : 250u;
+	g_warning("SPICE session ended: %s; reconnecting in %u ms (devices are re-attached)",
+	          message, m->backoff_ms);
+	m->reconnect_id = g_timeout_add(m->backoff_ms, spice_reconnect, m);
+}
+
+static void spice_lib_log(int level, const char *message, void *user_data)
+{
+	g_log_structured(G_LOG_DOMAIN, glib_level(level), "MESSAGE", "SPICE: %s", message);
+}
+
+static void spice_mode_free(struct spice_mode *m)
+{
+	if (!m)
+		return;
+	m->stopping = 1;
+	if (m->poll_id)
+		g_source_remove(m->poll_id);
+	if (m->reconnect_id)
+		g_source_remove(m->reconnect_id);
+	if (m->assign_id)
+		g_source_remove(m->assign_id);
+	if (m->from_retry_id)
+		g_source_remove(m->from_retry_id);
+	ug_connector_free(m->from_conn);
+	/* The proxy and the bridges own the channels' transports: free them
+	 * before the client. */
+	ug_proxy_free(m->proxy);
+	recorder_end(m->srv->rec, &m->proxy_rec_session);
+	if (m->devs)
+		g_ptr_array_unref(m->devs);
+	ug_spice_client_free(m->client);
+	ug_usb_filter_free(m->auto_filter);
+	ug_usb_filter_free(m->roc_filter);
+	if (m->known)
+		g_hash_table_unref(m->known);
+	g_free(m);
+}
+
+/* Sets up --spice; returns NULL with the message printed and *ret_code set. */
+static struct spice_mode *spice_mode_start(struct server *srv, int *ret_code)
+{
+	static const struct ug_spice_client_callbacks cb = {
+		.connected = on_spice_connected,
+		.channel_added = on_channel_added,
+		.channel_removed = on_channel_removed,
+		.disconnected = on_spice_disconnected,
+	};
+	struct srv_options *o = &srv->opts;
+	struct spice_mode *m = g_new0(struct spice_mode, 1);
+	char err[256];
+
+	*ret_code = SRV_EXIT_USAGE;
+	m->srv = srv;
+	m->proxy_channel = -1;
+	m->known = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	m->devs = g_ptr_array_new_with_free_func(spice_dev_free);
+	m->client = ug_spice_client_new();
+	if (!m->client)
+		goto fail_oom;
+	ug_spice_client_set_log(m->client, spice_lib_log, NULL);
+	if (ug_spice_client_set_uri(m->client, o->spice) < 0 ||
+	    (o->spice_password_file &&
+	     ug_spice_client_set_password_file(m->client, o->spice_password_file) < 0) ||
+	    (!o->spice_password_file && g_getenv("USBREDIRSRV_SPICE_PASSWORD") &&
+	     ug_spice_client_set_password_env(m->client, "USBREDIRSRV_SPICE_PASSWORD") < 0) ||
+	    (o->spice_ca_file && ug_spice_client_set_ca_file(m->client, o->spice_ca_file) < 0) ||
+	    (o->spice_host_subject &&
+	     ug_spice_client_set_host_subject(m->client, o->spice_host_subject) < 0)) {
+		fprintf(stderr, "usbredirsrv: --spice: %s\n", ug_spice_client_errmsg(m->client));
+		goto fail;
+	}
+	ug_spice_client_set_callbacks(m->client, &cb, m);
+	if (o->from) {
+		m->from_mode = 1;
+		if (ug_address_parse(o->from, &m->from, err, sizeof(err)) < 0) {
+			fprintf(stderr, "usbredirsrv: --from: %s\n", err);
+			goto fail;
+		}
+		ug_address_format(&m->from, m->from_text, sizeof(m->from_text));
+		m->from_conn = ug_connector_new(&m->from);
+		if (!m->from_conn)
+			goto fail_oom;
+		ug_connector_set_backoff(m->from_conn, 250, 5000, 0);
+		ug_connector_set_log(m->from_conn, connector_plain_log, NULL);
+		if (!ug_address_is_loopback(&m->from))
+			g_warning("--from %s is not a loopback address", m->from_text);
+	} else {
+		if (ug_usb_filter_parse(o->auto_connect ? o->auto_connect :
+		                        SPICE_DEFAULT_AUTO_CONNECT, &m->auto_filter, err,
+		                        sizeof(err)) < 0 ||
+		    (o->redirect_on_connect &&
+		     ug_usb_filter_parse(o->redirect_on_connect, &m->roc_filter, err,
+		                         sizeof(err)) < 0)) {
+			fprintf(stderr, "usbredirsrv: %s\n", err);
+			goto fail;
+		}
+		spice_scan(m, 1);
+		/* libusb hotplug needs udev; a scan each second works everywhere. */
+		m->poll_id = g_timeout_add_seconds(1, spice_poll, m);
+	}
+	if (ug_spice_client_connect(m->client) < 0) {
+		fprintf(stderr, "usbredirsrv: --spice: %s\n", ug_spice_client_errmsg(m->client));
+		goto fail;
+	}
+	g_message("attaching %s to the VM at %s", m->from_mode ? m->from_text : "USB devices",
+	          o->spice);
+	return m;
+fail_oom:
+	fprintf(stderr, "usbredirsrv: out of memory\n");
+	*ret_code = SRV_EXIT_FAILURE;
+fail:
+	spice_mode_free(m);
+	return NULL;
 }
 
 static gboolean on_sighup(gpointer data)
@@ -464,6 +1015,16 @@ int main(int argc, char **argv)
 	else if (!ug_usb_host_has_hotplug(srv.host))
 		g_warning("%s; unplugged devices are not offered again", ug_usb_host_errmsg(srv.host));
 
+	if (srv.opts.pcap) {
+		srv.rec = ug_recorder_new();
+		if (!srv.rec || ug_recorder_open_usbmon(srv.rec, srv.opts.pcap) < 0) {
+			fprintf(stderr, "usbredirsrv: --pcap: %s\n",
+			        srv.rec ? ug_recorder_errmsg(srv.rec) : "out of memory");
+			srv.exit_code = SRV_EXIT_FAILURE;
+			goto out;
+		}
+		ug_recorder_set_log(srv.rec, lib_log, NULL);
+	}
 	srv.loop = g_main_loop_new(NULL, FALSE);
 	srv.exports = g_ptr_array_new_with_free_func(export_free);
 	for (guint i = 0; i < srv.opts.exports->len; i++) {
@@ -479,18 +1040,28 @@ int main(int argc, char **argv)
 		srv.exit_code = SRV_EXIT_FAILURE;
 		goto out;
 	}
+	if (srv.opts.spice) {
+		srv.spice = spice_mode_start(&srv, &srv.exit_code);
+		if (!srv.spice)
+			goto out;
+	}
 	g_unix_signal_add(SIGTERM, on_sigterm, &srv);
 	g_unix_signal_add(SIGINT, on_sigterm, &srv);
 	g_unix_signal_add(SIGHUP, on_sighup, &srv);
 	signal(SIGPIPE, SIG_IGN);
-	g_message("usbredirsrv %s ready: %u export%s", PACKAGE_VERSION, srv.exports->len,
-	          srv.exports->len == 1 ? "" : "s");
+	g_message("usbredirsrv %s ready: %u export%s%s", PACKAGE_VERSION, srv.exports->len,
+	          srv.exports->len == 1 ? "" : "s", srv.spice ? " and --spice" : "");
 	g_main_loop_run(srv.loop);
-	srv.exit_code = SRV_EXIT_OK;
 out:
 	/* Exports first: ending their sessions re-attaches the kernel drivers. */
+	spice_mode_free(srv.spice);
 	if (srv.exports)
 		g_ptr_array_unref(srv.exports);
+	if (srv.rec) {
+		if (ug_recorder_finish(srv.rec) < 0)
+			g_warning("--pcap: %s", ug_recorder_errmsg(srv.rec));
+		ug_recorder_free(srv.rec);
+	}
 	ug_usb_host_free(srv.host);
 	ug_usb_filter_free(srv.filter);
 	if (config_specs)

@@ -157,6 +157,28 @@ int srv_parse_options(int *argc, char ***argv, struct srv_options *o)
 		  "usbredirfilter rules every exported device must pass", "RULES" },
 		{ "config", 'C', 0, G_OPTION_ARG_FILENAME, &o->config,
 		  "Read exports from a key file (re-read on SIGHUP)", "FILE" },
+		{ "pcap", 0, 0, G_OPTION_ARG_FILENAME, &o->pcap,
+		  "Write a usbmon pcap of every session forwarded (finished at exit)", "FILE" },
+		{ "spice", 0, 0, G_OPTION_ARG_STRING, &o->spice,
+		  "Attach devices to the VM behind this SPICE server (spice://HOST:PORT, "
+		  "spice+tls://HOST:PORT, spice+unix:///PATH)", "URI" },
+		{ "spice-password-file", 0, 0, G_OPTION_ARG_FILENAME, &o->spice_password_file,
+		  "SPICE password: first line of FILE (else $USBREDIRSRV_SPICE_PASSWORD)", "FILE" },
+		{ "spice-ca-file", 0, 0, G_OPTION_ARG_FILENAME, &o->spice_ca_file,
+		  "CA certificates (PEM) to verify the SPICE server's TLS certificate", "FILE" },
+		{ "spice-host-subject", 0, 0, G_OPTION_ARG_STRING, &o->spice_host_subject,
+		  "Expected certificate subject (\"C=XX,O=Org,CN=name\") instead of the host name",
+		  "SUBJECT" },
+		{ "from", 0, 0, G_OPTION_ARG_STRING, &o->from,
+		  "With --spice: bridge the usbredir export at ADDRESS (usbredirect --as, "
+		  "another usbredirsrv) into the VM instead of local devices", "ADDRESS" },
+		{ "auto-connect-filter", 0, 0, G_OPTION_ARG_STRING, &o->auto_connect,
+		  "With --spice: rules for hot-plugged devices (default "
+		  "0x03,-1,-1,-1,0|-1,-1,-1,-1,1)", "RULES" },
+		{ "redirect-on-connect", 0, 0, G_OPTION_ARG_STRING, &o->redirect_on_connect,
+		  "With --spice: rules for devices present at start (default: none)", "RULES" },
+		{ "no-reconnect", 0, 0, G_OPTION_ARG_NONE, &o->no_reconnect,
+		  "With --spice: exit when the SPICE session ends instead of reconnecting", NULL },
 		{ "list", 'l', 0, G_OPTION_ARG_NONE, &list,
 		  "List USB devices and which export would take each, then exit", NULL },
 		{ "verbose", 'v', G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, (void *)on_verbose,
@@ -174,7 +196,10 @@ int srv_parse_options(int *argc, char ***argv, struct srv_options *o)
 		"(terms joined by ','). ADDRESS is HOST:PORT, PORT (127.0.0.1) or unix:PATH.");
 	g_option_context_set_description(ctx,
 		"Example: usbredirsrv --export 46f4:0001@127.0.0.1:4000\n"
-		"Exit status: 0 ok, 1 failure, 2 usage error. See usbredirsrv(8).");
+		"         usbredirsrv --spice spice://127.0.0.1:5900 --from tcp:127.0.0.1:4000\n"
+		"The SPICE password is never taken from the command line.\n"
+		"Exit status: 0 ok, 1 failure, 2 usage error, 3 SPICE password refused,\n"
+		"4 SPICE link failed (TLS, unreachable). See usbredirsrv(8).");
 	group = g_option_group_new("usbredirsrv", "usbredirsrv options", "usbredirsrv options",
 	                           o, NULL);
 	g_option_group_add_entries(group, entries);
@@ -206,7 +231,37 @@ int srv_parse_options(int *argc, char ***argv, struct srv_options *o)
 			goto out;
 		}
 	}
-	if (!o->list && !o->config && o->exports->len == 0) {
+	{
+		const char *rules[] = { o->auto_connect, o->redirect_on_connect };
+		const char *names[] = { "--auto-connect-filter", "--redirect-on-connect" };
+
+		for (size_t i = 0; i < G_N_ELEMENTS(rules); i++) {
+			char *err;
+
+			if (rules[i] && check_filter(rules[i], &err) < 0) {
+				fprintf(stderr, "usbredirsrv: %s: %s\n", names[i], err);
+				g_free(err);
+				goto out;
+			}
+		}
+	}
+	if (!o->spice && (o->from || o->spice_password_file || o->spice_ca_file ||
+	                  o->spice_host_subject || o->auto_connect || o->redirect_on_connect ||
+	                  o->no_reconnect)) {
+		fprintf(stderr, "usbredirsrv: --from and the --spice-* options need --spice URI "
+		        "(see --help)\n");
+		goto out;
+	}
+	if (o->from) {
+		char *err;
+
+		if (check_address(o->from, &err) < 0) {
+			fprintf(stderr, "usbredirsrv: --from: %s\n", err);
+			g_free(err);
+			goto out;
+		}
+	}
+	if (!o->list && !o->config && o->exports->len == 0 && !o->spice) {
 		fprintf(stderr, "usbredirsrv: nothing to do: give --export, --connect, --config "
 		        "or --list (see --help)\n");
 		goto out;
@@ -225,6 +280,14 @@ void srv_options_clear(struct srv_options *o)
 		g_ptr_array_unref(o->exports);
 	g_free(o->filter);
 	g_free(o->config);
+	g_free(o->pcap);
+	g_free(o->spice);
+	g_free(o->spice_password_file);
+	g_free(o->spice_ca_file);
+	g_free(o->spice_host_subject);
+	g_free(o->from);
+	g_free(o->auto_connect);
+	g_free(o->redirect_on_connect);
 	memset(o, 0, sizeof(*o));
 }
 

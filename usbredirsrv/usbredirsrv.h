@@ -10,6 +10,8 @@ enum {
 	SRV_EXIT_OK = 0,      /* clean shutdown (SIGTERM/SIGINT), or --list done */
 	SRV_EXIT_FAILURE = 1, /* could not start: listen, libusb, thread */
 	SRV_EXIT_USAGE = 2,   /* bad option, device selector, address or config file */
+	SRV_EXIT_SPICE_AUTH = 3, /* --spice: the server refused the password (wrong, expired) */
+	SRV_EXIT_SPICE_LINK = 4, /* --spice: TLS failure, refused link, server unreachable */
 };
 
 /* One export as written: a device selector and where its usbredir goes. */
@@ -26,6 +28,15 @@ struct srv_options {
 	GPtrArray *exports;  /* struct srv_export_spec *, from the command line */
 	char *filter;        /* global usbredirfilter rules, or NULL */
 	char *config;        /* --config FILE, or NULL */
+	char *pcap;          /* --pcap FILE: usbmon pcap of every session, or NULL */
+	char *spice;         /* --spice URI, or NULL */
+	char *spice_password_file;
+	char *spice_ca_file;
+	char *spice_host_subject;
+	char *from;          /* --from ADDRESS (with --spice), or NULL */
+	char *auto_connect;  /* --auto-connect-filter RULES, or NULL for spice-gtk's default */
+	char *redirect_on_connect; /* --redirect-on-connect RULES, or NULL */
+	int no_reconnect;
 	int list;
 	int verbosity;
 };
