@@ -977,6 +977,17 @@ int main(int argc, char **argv)
 			srv_options_clear(&srv.opts);
 			return SRV_EXIT_USAGE;
 		}
+		/* A file that exports nothing, with nothing else to do, is a mistake
+		 * to say at once rather than a daemon idling until SIGHUP. */
+		if (config_specs->len == 0 && srv.opts.exports->len == 0 && !srv.opts.spice &&
+		    !srv.opts.list) {
+			fprintf(stderr, "usbredirsrv: nothing to do: %s has no [export NAME] group\n",
+				srv.opts.config);
+			g_free(file_filter);
+			g_ptr_array_unref(config_specs);
+			srv_options_clear(&srv.opts);
+			return SRV_EXIT_USAGE;
+		}
 		/* --filter and -v on the command line win over the file. */
 		if (!srv.opts.filter)
 			srv.opts.filter = file_filter;
