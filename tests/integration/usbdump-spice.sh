@@ -1,0 +1,125 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# usbdump-spice.sh: usbdump's SPICE proxy between usbreplay --spice and QEMU -spice, checked against a tcpdump capture of the same session.
+#
+# A Linux consumer VM has a usb-redir device on a spicevmc chardev and waits
+# for a flash drive (tests/vm guest script "storage", UG_READS=0: it reads
+# the whole disk). usbreplay --spice plays tests/data/storage.raw.pcap into
+# the VM's usbredir channel through usbdump --spice-listen/--spice-connect,
+# while tcpdump records the usbdump <-> QEMU leg on lo. Then: the guest
+# enumerated and read the replayed disk, HMP showed the device attached,
+# tshark reads usbdump's pcap without malformed frames with every completion
+# paired and the descriptors decoded, usbdump -r of the tcpdump capture
+# gives the same usbmon records as the proxy did, and LZ4-compressed
+# SPICEVMC messages went by (counted by tshark's SPICE dissector, message
+# type 102, and decoded by usbdump).
+. "${UG_SRCDIR:-$(dirname "$0")/../..}/tests/vm/lib.sh"
+
+USBDUMP=$UG_BUILDDIR/usbdump/usbdump
+UR_BIN=$UG_BUILDDIR/usbreplay/usbreplay
+RECS="python3 $UG_SRCDIR/tests/integration/usbmon-records.py"
+W=$UG_VM_WORK
+tap_plan 11
+tcount() {
+	if tshark -r "$1" $3 -Y "$2" -T fields -e frame.number >"$W/tc.out" 2>"$W/tc.err"; then
+		wc -l <"$W/tc.out"
+	else
+		echo "tshark-failed: $(grep -v 'Running as user' "$W/tc.err" | head -2)"
+	fi
+}
+wait_log() {
+	_i=0
+	while [ $_i -lt $(($3 * 10)) ]; do
+		grep -Eq "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+	return 1
+}
+wait_gone() {
+	_i=0
+	while [ $_i -lt $(($2 * 10)) ]; do
+		kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null || return 0
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+	return 1
+}
+
+[ -x "$USBDUMP" ] || tap_bail "usbdump is not built ($USBDUMP)"
+[ -x "$UR_BIN" ] || tap_bail "usbreplay is not built ($UR_BIN)"
+for t in tshark tcpdump python3 "$UG_QEMU"; do
+	command -v "$t" >/dev/null || tap_bail "$t is missing (scripts/setup installs it)"
+done
+vm_guest || tap_bail "cannot build the test guest (tests/vm/build-guest.sh)"
+
+sp=$(ug_free_port)
+vm_consumer_start con --spice "$sp" --script storage --env UG_READS=0 ||
+	tap_bail "cannot start the consumer VM"
+vm_wait_for con '^UG-RUN start' 120 >/dev/null || tap_bail "the consumer VM does not reach its script"
+
+ug_spawn tcpdump 300 tcpdump -i lo -U -w "$W/session.pcap" "tcp port $sp"
+wait_log "$W/tcpdump.log" 'listening on' 10 || tap_bail "tcpdump does not start"
+
+pp=$(ug_free_port)
+ug_spawn usbdump 280 sh -c '"$0" "$@" >"'"$W"'/dump.json"; echo $? >"'"$W"'/dump.rc"' \
+	"$USBDUMP" --spice-listen "127.0.0.1:$pp" --spice-connect "127.0.0.1:$sp" \
+	-w "$W/proxy.pcap" --raw "$W/proxy.raw" --json
+wait_log "$W/usbdump.log" 'listening on' 10 || tap_bail "usbdump does not listen"
+
+ug_spawn replay 240 "$UR_BIN" -v --spice "spice://127.0.0.1:$pp" "$UG_SRCDIR/tests/data/storage.raw.pcap"
+line=$(vm_wait_for con '^UG-ENUM' 120)
+tap_is "the guest enumerates the replayed flash drive through usbdump" "$(vm_field "$line" id)" 46f4:0001
+info=$(vm_info_usb con)
+tap_check "HMP info usb: redir0 attached (${info:-no answer})" \
+	sh -c "printf '%s' '$info' | grep -q 'ID: redir0' && ! printf '%s' '$info' | grep -q 'Speed 1.5 Mb/s.*ID: redir0'"
+sum=$(vm_field "$(vm_wait_for con '^UG-RESULT sha256=' 120)" sha256)
+tap_check "the guest read the whole disk (sha256 ${sum:-none})" test -n "$sum"
+vm_wait_for con '^UG-DONE' 60 >/dev/null
+vm_wait_exit con 60 || vm_stop con
+wait_gone "$W/replay.pid" 30 || ug_kill_pidfile "$W/replay.pid"
+wait_gone "$W/usbdump.pid" 30
+rc=$(cat "$W/dump.rc" 2>/dev/null)
+tap_is "usbdump exits 0 when the SPICE session ends" "${rc:-still running}" 0
+[ "${rc:-}" = 0 ] || tap_diag "$(tail -n 20 "$W/usbdump.log")"
+ug_kill_pidfile "$W/usbdump.pid"
+sleep 1
+kill -INT "$(cat "$W/tcpdump.pid")" 2>/dev/null
+wait_gone "$W/tcpdump.pid" 10
+
+# tshark on usbdump's pcap.
+total=$(tcount "$W/proxy.pcap" frame)
+# QEMU's usb-storage answers Mode Sense(10) with fewer bytes than its Mode
+# Data Length says (testing.md): those device-to-host frames are excused.
+MS10='(scsi.spc.opcode == 0x5a || scsi_sbc.opcode == 0x5a) && usb.endpoint_address.direction == 1'
+bad=$(tcount "$W/proxy.pcap" "_ws.malformed && !($MS10)")
+tap_is "tshark: no malformed frames in usbdump's pcap ($total frames)" "$bad" 0
+set -- $($RECS pairs "$W/proxy.pcap")
+tap_is "every completion has its submit (${1:-?} submits, ${2:-?} completions)" "${3:-none}" 0
+n=$(tcount "$W/proxy.pcap" 'usb.bDescriptorType == 0x01 && usb.idVendor == 0x46f4')
+m=$(tcount "$W/proxy.pcap" 'usb.bDescriptorType == 0x02 && usb.bInterfaceClass == 0x08')
+tap_check "device ($n) and configuration ($m) descriptors decode" \
+	sh -c "[ '$n' -gt 0 ] && [ '$m' -gt 0 ]" 2>/dev/null
+
+# The same session from the tcpdump capture.
+"$USBDUMP" -r "$W/session.pcap" -w "$W/file.pcap" -q >"$W/file.out" 2>"$W/file.err"
+frc=$?
+tap_is "usbdump -r of the tcpdump capture exits 0" "$frc" 0
+[ "$frc" = 0 ] || tap_diag "$(tail -n 20 "$W/file.err")"
+$RECS list "$W/proxy.pcap" >"$W/proxy.list" 2>&1
+$RECS list "$W/file.pcap" >"$W/file.list" 2>&1
+np=$(wc -l <"$W/proxy.list")
+tap_check "usbdump -r of the capture gives the same $np usbmon records as the SPICE proxy" \
+	sh -c "[ '$np' -gt 100 ] && cmp -s '$W/proxy.list' '$W/file.list'"
+cmp -s "$W/proxy.list" "$W/file.list" || tap_diag "$(diff "$W/proxy.list" "$W/file.list" | head -n 10)"
+
+# The LZ4 path: tshark's SPICE dissector counts COMPRESSED_DATA (type 102)
+# on the usbredir channels, usbdump decoded as many.
+lz=$(tshark -r "$W/session.pcap" -d "tcp.port==$sp,spice" -T fields -e spice.message_type 2>/dev/null |
+	tr ',' '\n' | grep -c '^102$')
+ours=$(sed -n 's/.* SPICE (.*usbredir channels, .* other channels, \([0-9]*\) LZ4 messages).*/\1/p' "$W/file.err")
+tap_check "LZ4: tshark sees ${lz:-0} SPICEVMC_COMPRESSED_DATA messages, usbdump decoded ${ours:-none}" \
+	sh -c "[ '${lz:-0}' -gt 0 ] && [ '${ours:-0}' -gt 0 ]"
+nj=$(grep -c '^{' "$W/dump.json")
+tap_check "usbdump --json printed $nj packet lines" test "$nj" -gt 100
+tap_diag "usbdump -r said:" "$(grep -v '^$' "$W/file.err" | tail -n 4)"
