@@ -73,6 +73,7 @@ struct app {
 	unsigned spice_sessions_ended;
 	struct ug_spice_stream_stats sstats; /* summed over closed connections */
 	uint64_t spice_usbredir, spice_encrypted;
+	uint64_t spice_lz4[2];          /* LZ4 COMPRESSED_DATA messages, by enum ug_dir */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -370,6 +371,9 @@ static void on_spice_event(ug_spice_proxy *p, unsigned conn, const char *label,
 		msg("", "%s: channels (type:id, 9 is usbredir): %s", label, list);
 		break;
 	case UG_SPICE_STREAM_USBREDIR_DATA:
+		/* One event per COMPRESSED_DATA message. */
+		if (ev->compressed)
+			a->spice_lz4[ev->dir]++;
 		if (a->rec_done)
 			break;
 		if (!session) {
@@ -503,6 +507,17 @@ static int run_spice_proxy(struct app *a)
 			if (GPOINTER_TO_INT(v) > 0)
 				check_output(a, ug_recorder_end_session(a->rec, GPOINTER_TO_INT(v),
 									now_ns()));
+	}
+	{
+		struct ug_spice_proxy_stats st;
+
+		ug_spice_proxy_get_stats(a->sproxy, &st);
+		msg("", "SPICE: %u connections (%" PRIu64 " usbredir channels, %" PRIu64 " encrypted, %u "
+		    "server connect failures), %" PRIu64 " LZ4 messages host->guest, %" PRIu64
+		    " guest->host", st.connections, a->spice_usbredir, a->spice_encrypted,
+		    st.connect_failures, a->spice_lz4[UG_DIR_H2G], a->spice_lz4[UG_DIR_G2H]);
+		if (st.connect_failures)
+			a->exit_code = EXIT_FAIL;
 	}
 	ug_spice_proxy_free(a->sproxy);
 	a->sproxy = NULL;
