@@ -6,8 +6,13 @@
 #include <string.h>
 
 #include "common.h"
+#include "spice-codec.h"
 
 #define MAX_FORCED_PORTS 16
+/* SPICE server ports remembered from links seen in the capture. */
+#define MAX_LEARNED_PORTS 16
+/* The smallest SPICE link reply (error, public key, cap counts, caps offset). */
+#define SPICE_LINK_REPLY_MIN 178u
 /* Bytes of each side kept contiguous from offset 0 to classify the
  * connection and find the usb-guest (two hellos and a few packet headers). */
 #define HEAD_MAX 4096u
@@ -47,6 +52,7 @@ struct conn {
 	uint32_t flags;
 	uint16_t ports[2];              /* client, server */
 	char label[160];
+	char endpoint[2][64];           /* client, server as text */
 	const struct handler *h;        /* NULL while undecided */
 	struct chunk *held, **held_tail;
 	uint64_t held_bytes;
@@ -57,6 +63,10 @@ struct conn {
 	/* usbredir */
 	int session;                    /* recorder session, 0 if none */
 	int guest_side;                 /* UG_CAPTURE_C2S or UG_CAPTURE_S2C */
+	/* SPICE */
+	ug_spice_stream *spice;
+	int server_side;                /* the capture side that is the SPICE server */
+	int spice_counted;              /* channel counted in the stats */
 };
 
 struct forced {
@@ -73,6 +83,10 @@ struct ug_capture_demux {
 	struct conn *conns;
 	struct forced forced[MAX_FORCED_PORTS];
 	int nforced;
+	uint16_t spice_ports[MAX_FORCED_PORTS];
+	int nspice_ports;
+	uint16_t learned[MAX_LEARNED_PORTS];
+	int nlearned;
 	enum ug_capture_demux_guest guest;
 	int first_error;
 	struct ug_capture_demux_stats stats;
@@ -353,15 +367,262 @@ static const struct handler usbredir_handler = {
 	.close = usbredir_close,
 };
 
+/* ---- SPICE ---------------------------------------------------------------- */
+
+static int spice_port_named(const ug_capture_demux *d, uint16_t port)
+{
+	for (int i = 0; i < d->nspice_ports; i++)
+		if (d->spice_ports[i] == port)
+			return 1;
+	return 0;
+}
+
+static int spice_port_learned(const ug_capture_demux *d, uint16_t port)
+{
+	for (int i = 0; i < d->nlearned; i++)
+		if (d->learned[i] == port)
+			return 1;
+	return 0;
+}
+
+static void learn_port(ug_capture_demux *d, uint16_t port)
+{
+	if (spice_port_learned(d, port) || d->nlearned >= MAX_LEARNED_PORTS)
+		return;
+	d->learned[d->nlearned++] = port;
+}
+
+/* 1 if the side's head starts with a SPICE link header; *ret_size its size. */
+static int head_link(const struct conn *c, int side, uint32_t *ret_size)
+{
+	if (c->head_len[side] < 16 || memcmp(c->head[side], "REDQ", 4) != 0)
+		return 0;
+	*ret_size = ug_get_le32(c->head[side] + 12);
+	return 1;
+}
+
+/*
+ * Which capture side is the SPICE server. A capture that starts
+ * mid-stream may have its client and server swapped (no SYN seen), so the
+ * ports the user named or earlier links showed come first, then the link
+ * messages themselves: a link reply carries a 162-byte key and is never
+ * shorter than 178 bytes, a client's link message is 18 bytes plus caps.
+ */
+static int spice_server_side(const ug_capture_demux *d, const struct conn *c, const char **why)
+{
+	uint32_t size;
+
+	for (int s = 0; s < 2; s++) {
+		if (spice_port_named(d, c->ports[s])) {
+			*why = "its port was named as the SPICE server's";
+			return s;
+		}
+	}
+	for (int s = 0; s < 2; s++) {
+		if (spice_port_learned(d, c->ports[s]) && !spice_port_learned(d, c->ports[!s])) {
+			*why = "its port is a SPICE server's in an earlier link";
+			return s;
+		}
+	}
+	for (int s = 0; s < 2; s++) {
+		if (head_link(c, s, &size)) {
+			*why = size >= SPICE_LINK_REPLY_MIN ? "it sent the link reply"
+							    : "the other side sent the link message";
+			return size >= SPICE_LINK_REPLY_MIN ? s : !s;
+		}
+	}
+	*why = NULL;
+	return UG_CAPTURE_S2C;
+}
+
+static void spice_label(const struct conn *c, char *buf, size_t size)
+{
+	unsigned type = 0, id = 0;
+
+	if (c->spice && ug_spice_stream_channel(c->spice, &type, &id) == 1)
+		snprintf(buf, size, "spice %s channel %u (%s)", ug_spice_channel_type_name(type), id,
+			 c->endpoint[c->server_side]);
+	else
+		snprintf(buf, size, "spice connection %u (%s)", c->id, c->endpoint[c->server_side]);
+}
+
+static void spice_count(ug_capture_demux *d, struct conn *c)
+{
+	unsigned type = 0, id = 0;
+
+	if (c->spice_counted || !c->spice || ug_spice_stream_channel(c->spice, &type, &id) != 1)
+		return;
+	c->spice_counted = 1;
+	if (type == SPICE_CHANNEL_USBREDIR)
+		d->stats.spice_usbredir++;
+	else
+		d->stats.spice_other++;
+}
+
+static void spice_event(ug_capture_demux *d, struct conn *c, const struct ug_spice_stream_event *ev,
+			uint64_t ts_ns)
+{
+	char label[192];
+	char list[256];
+	size_t used = 0;
+
+	spice_label(c, label, sizeof(label));
+	switch (ev->type) {
+	case UG_SPICE_STREAM_LINK:
+		spice_count(d, c);
+		learn_port(d, c->ports[c->server_side]);
+		if (ev->link_error)
+			logf_(d, UG_LOG_WARNING, "connection %u (%s): SPICE link refused (error %u)",
+			      c->id, label, (unsigned)ev->link_error);
+		else
+			logf_(d, UG_LOG_INFO, "connection %u (%s): SPICE link, session 0x%08x, %s headers",
+			      c->id, label, (unsigned)ev->session_id, ev->mini ? "mini" : "full");
+		break;
+	case UG_SPICE_STREAM_MAIN_INIT:
+		logf_(d, UG_LOG_INFO, "connection %u (%s): SPICE session id 0x%08x", c->id, label,
+		      (unsigned)ev->session_id);
+		break;
+	case UG_SPICE_STREAM_CHANNELS:
+		list[0] = '\0';
+		for (size_t i = 0; i < ev->n_channels && used + 24 < sizeof(list); i++) {
+			int w = snprintf(list + used, sizeof(list) - used, "%s%s %u",
+					 i ? ", " : "",
+					 ug_spice_channel_type_name(ev->channels[i].type),
+					 (unsigned)ev->channels[i].id);
+			if (w < 0)
+				break;
+			used += (size_t)w < sizeof(list) - used ? (size_t)w : sizeof(list) - used - 1;
+		}
+		logf_(d, UG_LOG_INFO, "connection %u (%s): SPICE channels (%zu): %s", c->id, label,
+		      ev->n_channels, list);
+		break;
+	case UG_SPICE_STREAM_USBREDIR_DATA:
+		spice_count(d, c);
+		if (!c->session) {
+			int n = ug_recorder_add_session(d->rec, label);
+
+			if (n < 0) {
+				note_error(d, n);
+				logf_(d, UG_LOG_ERROR, "connection %u (%s): cannot record: %s", c->id,
+				      label, ug_recorder_errmsg(d->rec));
+				c->session = -1;
+			} else {
+				c->session = n;
+				logf_(d, UG_LOG_INFO, "connection %u (%s): usbredir session %d", c->id,
+				      label, n);
+			}
+		}
+		if (c->session > 0)
+			note_error(d, ug_recorder_feed(d->rec, c->session, ev->dir, ev->data, ev->len,
+						       ts_ns));
+		break;
+	case UG_SPICE_STREAM_USBREDIR_GAP:
+		d->stats.gaps++;
+		if (c->session > 0)
+			note_error(d, ug_recorder_gap(d->rec, c->session, ev->dir, ev->gap_len, ts_ns));
+		break;
+	case UG_SPICE_STREAM_NOTICE:
+		logf_(d, UG_LOG_WARNING, "connection %u (%s): %s", c->id, label,
+		      ev->message ? ev->message : "SPICE notice");
+		break;
+	case UG_SPICE_STREAM_ERROR:
+		logf_(d, UG_LOG_WARNING, "connection %u (%s): %s", c->id, label,
+		      ev->code == UG_E_ENCRYPTED && !ev->message ? ug_strerror(UG_E_ENCRYPTED)
+								  : ev->message ? ev->message : "");
+		break;
+	}
+}
+
+static void spice_drain(ug_capture_demux *d, struct conn *c, uint64_t ts_ns)
+{
+	struct ug_spice_stream_event ev;
+
+	while (ug_spice_stream_next(c->spice, &ev) > 0)
+		spice_event(d, c, &ev, ts_ns);
+}
+
 static void spice_start(ug_capture_demux *d, struct conn *c)
 {
+	const char *why;
+	uint32_t size;
+
 	d->stats.spice++;
-	logf_(d, UG_LOG_WARNING, "connection %u (%s): SPICE: not decoded yet", c->id, c->label);
+	c->server_side = spice_server_side(d, c, &why);
+	c->spice = ug_spice_stream_new();
+	if (!c->spice) {
+		note_error(d, ug_errmsg_set(d->errmsg, UG_E_NOMEM, "connection %u: SPICE decoder",
+					    c->id));
+		return;
+	}
+	if (why)
+		logf_(d, UG_LOG_INFO, "connection %u (%s): SPICE; the server is %s (%s)", c->id,
+		      c->label, c->endpoint[c->server_side], why);
+	else
+		logf_(d, UG_LOG_WARNING,
+		      "connection %u (%s): SPICE without a captured link; assuming the capture's "
+		      "server side %s is the SPICE server (name it with --spice-port if not)",
+		      c->id, c->label, c->endpoint[c->server_side]);
+	if (!head_link(c, 0, &size) && !head_link(c, 1, &size))
+		logf_(d, UG_LOG_WARNING,
+		      "connection %u (%s): SPICE link not captured; the decoder guesses the channel "
+		      "and header kind", c->id, c->label);
+}
+
+static void spice_data(ug_capture_demux *d, struct conn *c, int side, const uint8_t *data,
+		       size_t len, uint64_t ts_ns)
+{
+	if (!c->spice)
+		return;
+	if (ug_spice_stream_feed(c->spice, side == c->server_side, data, len) == 0)
+		spice_drain(d, c, ts_ns);
+}
+
+static void spice_gap(ug_capture_demux *d, struct conn *c, int side, uint64_t len,
+		      uint64_t ts_ns)
+{
+	if (!c->spice)
+		return;
+	if (ug_spice_stream_gap(c->spice, side == c->server_side, len) == 0)
+		spice_drain(d, c, ts_ns);
+}
+
+static void spice_close(ug_capture_demux *d, struct conn *c, uint64_t ts_ns)
+{
+	struct ug_spice_stream_stats st;
+	char label[192];
+
+	if (!c->spice)
+		return;
+	for (int s = 0; s < 2; s++)
+		if (ug_spice_stream_end(c->spice, s) == 0)
+			spice_drain(d, c, ts_ns);
+	spice_count(d, c);
+	ug_spice_stream_get_stats(c->spice, &st);
+	d->stats.spice_lz4 += st.lz4_messages[0] + st.lz4_messages[1];
+	spice_label(c, label, sizeof(label));
+	if (st.encrypted)
+		d->stats.tls++;
+	logf_(d, UG_LOG_INFO,
+	      "connection %u (%s): SPICE closed; %llu/%llu bytes client->server/back, %llu/%llu "
+	      "messages, %llu skipped, %llu LZ4, %llu/%llu usbredir bytes host->guest/back%s",
+	      c->id, label, (unsigned long long)st.bytes[0], (unsigned long long)st.bytes[1],
+	      (unsigned long long)st.messages[0], (unsigned long long)st.messages[1],
+	      (unsigned long long)(st.skipped_messages[0] + st.skipped_messages[1]),
+	      (unsigned long long)(st.lz4_messages[0] + st.lz4_messages[1]),
+	      (unsigned long long)st.usbredir_bytes[UG_DIR_H2G],
+	      (unsigned long long)st.usbredir_bytes[UG_DIR_G2H], st.encrypted ? ", encrypted" : "");
+	if (c->session > 0)
+		note_error(d, ug_recorder_end_session(d->rec, c->session, ts_ns));
+	ug_spice_stream_free(c->spice);
+	c->spice = NULL;
 }
 
 static const struct handler spice_handler = {
 	.name = "spice",
 	.start = spice_start,
+	.data = spice_data,
+	.gap = spice_gap,
+	.close = spice_close,
 };
 
 static void tls_start(ug_capture_demux *d, struct conn *c)
@@ -393,7 +654,7 @@ static const struct handler other_handler = {
 	.start = other_start,
 };
 
-/* The handler per classification; the SPICE decoder replaces spice_handler. */
+/* The handler per classification. */
 static const struct handler *handler_for(enum ug_capture_proto proto)
 {
 	switch (proto) {
@@ -443,6 +704,7 @@ static void remove_conn(ug_capture_demux *d, struct conn *c)
 		}
 	}
 	free_held(c);
+	ug_spice_stream_free(c->spice);
 	free(c);
 }
 
@@ -453,6 +715,10 @@ static void decide(ug_capture_demux *d, struct conn *c, enum ug_capture_proto pr
 
 	if (proto != UG_CAPTURE_PROTO_USBREDIR && forced_for(d, c))
 		proto = UG_CAPTURE_PROTO_USBREDIR;
+	else if (proto != UG_CAPTURE_PROTO_SPICE && proto != UG_CAPTURE_PROTO_TLS &&
+		 proto != UG_CAPTURE_PROTO_USBREDIR &&
+		 (spice_port_named(d, c->ports[0]) || spice_port_named(d, c->ports[1])))
+		proto = UG_CAPTURE_PROTO_SPICE;
 	h = handler_for(proto);
 	c->h = h;
 	if (h->start)
@@ -537,6 +803,8 @@ static int on_open(ug_capture_demux *d, const struct ug_capture_event *ev)
 	c->held_tail = &c->held;
 	format_endpoint(&ev->conn->client, a, sizeof(a));
 	format_endpoint(&ev->conn->server, b, sizeof(b));
+	snprintf(c->endpoint[0], sizeof(c->endpoint[0]), "%s", a);
+	snprintf(c->endpoint[1], sizeof(c->endpoint[1]), "%s", b);
 	snprintf(c->label, sizeof(c->label), "tcp %s -> %s", a, b);
 	c->next = d->conns;
 	d->conns = c;
@@ -644,6 +912,15 @@ UG_EXPORT int ug_capture_demux_force_port(ug_capture_demux *d, uint16_t port, ui
 	d->forced[d->nforced].caps_known = !!caps_known;
 	d->forced[d->nforced].guest = guest;
 	d->nforced++;
+	return 0;
+}
+
+UG_EXPORT int ug_capture_demux_spice_port(ug_capture_demux *d, uint16_t port)
+{
+	if (d->nspice_ports >= MAX_FORCED_PORTS)
+		return ug_errmsg_set(d->errmsg, UG_E_TOOBIG, "port %u: more than %d SPICE ports",
+				     (unsigned)port, MAX_FORCED_PORTS);
+	d->spice_ports[d->nspice_ports++] = port;
 	return 0;
 }
 

@@ -644,7 +644,15 @@ const char *ug_recorder_errmsg(const ug_recorder *r);
  *   Gaps become ug_recorder_gap(), the connection's end
  *   ug_recorder_end_session().
  * - TLS: reported at UG_LOG_WARNING as encrypted (UG_E_ENCRYPTED), skipped.
- * - SPICE: reported ("SPICE: not decoded yet") and counted, skipped.
+ * - SPICE: one ug_spice_stream per connection. The SPICE server's side is
+ *   the one whose port was named with ug_capture_demux_spice_port() or seen
+ *   as a server port in an earlier link of the same capture, else the side
+ *   whose "REDQ" message is a link reply (178 bytes and more) rather than a
+ *   client's link message, else the side the capture calls the server (the
+ *   log says which). The main channel's session id and channel list are
+ *   logged; every usbredir channel becomes one recorder session on its first
+ *   usbredir bytes, labelled "spice usbredir channel N (HOST:PORT)"; other
+ *   channels are counted and skipped; TLS is reported as encrypted.
  * - anything else: counted; a connection without a captured handshake is
  *   mentioned at UG_LOG_INFO, since it may be usbredir that started before
  *   the capture (see ug_capture_demux_force_port()).
@@ -669,7 +677,10 @@ enum ug_capture_demux_guest {
 struct ug_capture_demux_stats {
 	uint64_t connections;       /* connections seen */
 	uint64_t usbredir;          /* recorded as raw usbredir */
-	uint64_t spice;             /* SPICE connections (not decoded) */
+	uint64_t spice;             /* SPICE connections (decoded as far as not TLS) */
+	uint64_t spice_usbredir;    /* of those, usbredir channels recorded */
+	uint64_t spice_other;       /* of those, other channels (counted, skipped) */
+	uint64_t spice_lz4;         /* LZ4 SPICEVMC_COMPRESSED_DATA messages decoded */
 	uint64_t tls;               /* encrypted connections, skipped */
 	uint64_t other;             /* neither usbredir, SPICE nor TLS */
 	uint64_t guest_assumed;     /* usbredir connections whose guest side was assumed */
@@ -692,6 +703,14 @@ void ug_capture_demux_set_log(ug_capture_demux *d, ug_log_fn fn, void *user_data
  */
 int ug_capture_demux_force_port(ug_capture_demux *d, uint16_t port, uint32_t caps,
                                 int caps_known, enum ug_capture_demux_guest guest);
+/*
+ * Connections with port as either endpoint's port are SPICE, and the side
+ * with that port is the SPICE server, also without a captured link (a
+ * capture that starts mid-stream: the decoder then guesses the channel and
+ * header kind and says so). Up to 16 ports (shared with force_port);
+ * UG_E_TOOBIG beyond.
+ */
+int ug_capture_demux_spice_port(ug_capture_demux *d, uint16_t port);
 /* The usb-guest's side for every usbredir connection (default AUTO). */
 void ug_capture_demux_set_guest(ug_capture_demux *d, enum ug_capture_demux_guest guest);
 

@@ -38,6 +38,10 @@ struct opts {
 	gint64 max_packet;
 	char **ports;
 	char *caps, *guest;
+	char *spice_listen, *spice_connect;
+	char *tls_cert, *tls_key, *tls_ca;
+	char *spice_tls_listen, *spice_tls_connect;
+	char **spice_ports;
 	char **rest;
 };
 
@@ -62,6 +66,14 @@ struct app {
 	int have_demux_stats;
 	struct ug_capture_demux_stats dstats;
 	int live_stopping;
+	/* SPICE proxy */
+	ug_spice_proxy *sproxy;
+	struct ug_address spice_tls_listen_addr, spice_tls_connect_addr;
+	GHashTable *channel_sessions;   /* connection number -> recorder session */
+	unsigned spice_sessions_ended;
+	struct ug_spice_stream_stats sstats; /* summed over closed connections */
+	uint64_t spice_usbredir, spice_encrypted;
+	uint64_t spice_lz4[2];          /* LZ4 COMPRESSED_DATA messages, by enum ug_dir */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -316,6 +328,204 @@ static int run_proxy(struct app *a)
 	return 0;
 }
 
+/* ---- SPICE proxy ---------------------------------------------------------- */
+
+static int channel_session(struct app *a, unsigned conn)
+{
+	return GPOINTER_TO_INT(g_hash_table_lookup(a->channel_sessions, GUINT_TO_POINTER(conn)));
+}
+
+static void on_spice_event(ug_spice_proxy *p, unsigned conn, const char *label,
+			   const struct ug_spice_stream_event *ev, uint64_t ts_ns, void *user_data)
+{
+	struct app *a = user_data;
+	int session = channel_session(a, conn);
+	char list[512];
+	size_t used = 0;
+
+	(void)p;
+	switch (ev->type) {
+	case UG_SPICE_STREAM_LINK:
+		if (ev->link_error)
+			msg("warning", "%s: link refused by the server (error %u)", label,
+			    (unsigned)ev->link_error);
+		else
+			msg("", "%s: linked, session 0x%08x, %s headers", label,
+			    (unsigned)ev->session_id, ev->mini ? "mini" : "full");
+		if (ev->channel_type == 9)
+			a->spice_usbredir++;
+		break;
+	case UG_SPICE_STREAM_MAIN_INIT:
+		msg("", "%s: SPICE session id 0x%08x", label, (unsigned)ev->session_id);
+		break;
+	case UG_SPICE_STREAM_CHANNELS:
+		list[0] = '\0';
+		for (size_t i = 0; i < ev->n_channels && used + 16 < sizeof(list); i++) {
+			int w = snprintf(list + used, sizeof(list) - used, "%s%u:%u", i ? " " : "",
+					 (unsigned)ev->channels[i].type, (unsigned)ev->channels[i].id);
+
+			if (w < 0)
+				break;
+			used += (size_t)w;
+		}
+		msg("", "%s: channels (type:id, 9 is usbredir): %s", label, list);
+		break;
+	case UG_SPICE_STREAM_USBREDIR_DATA:
+		/* One event per COMPRESSED_DATA message. */
+		if (ev->compressed)
+			a->spice_lz4[ev->dir]++;
+		if (a->rec_done)
+			break;
+		if (!session) {
+			session = ug_recorder_add_session(a->rec, label);
+			if (session < 0) {
+				msg("error", "%s", ug_recorder_errmsg(a->rec));
+				session = -1;
+			}
+			g_hash_table_insert(a->channel_sessions, GUINT_TO_POINTER(conn),
+					    GINT_TO_POINTER(session));
+		}
+		if (session > 0) {
+			check_output(a, ug_recorder_feed(a->rec, session, ev->dir, ev->data, ev->len,
+							 ts_ns));
+			check_count(a);
+		}
+		break;
+	case UG_SPICE_STREAM_USBREDIR_GAP:
+		if (!a->rec_done && session > 0)
+			check_output(a, ug_recorder_gap(a->rec, session, ev->dir, ev->gap_len, ts_ns));
+		break;
+	case UG_SPICE_STREAM_NOTICE:
+		msg("warning", "%s: %s", label, ev->message ? ev->message : "");
+		break;
+	case UG_SPICE_STREAM_ERROR:
+		if (ev->code == UG_E_ENCRYPTED) {
+			a->spice_encrypted++;
+			msg("warning", "%s: TLS: forwarded as it is, not decoded (%s)", label,
+			    a->o.tls_cert ? "connect the client to --spice-tls-listen to decode it"
+					  : "give --tls-cert, --tls-key and --spice-tls-listen to decode it");
+		} else {
+			msg("warning", "%s: %s", label, ev->message ? ev->message : "");
+		}
+		break;
+	}
+}
+
+static void on_spice_closed(ug_spice_proxy *p, unsigned conn, const char *label, int error,
+			    const char *message, void *user_data)
+{
+	struct app *a = user_data;
+	int session = channel_session(a, conn);
+	struct ug_spice_proxy_stats st;
+
+	if (error && error != UG_E_CLOSED)
+		msg("warning", "%s: ended: %s", label, message);
+	else
+		msg("", "%s: closed (%s)", label, message);
+	if (session > 0 && !a->rec_done)
+		check_output(a, ug_recorder_end_session(a->rec, session, now_ns()));
+	g_hash_table_remove(a->channel_sessions, GUINT_TO_POINTER(conn));
+	ug_spice_proxy_get_stats(p, &st);
+	/* A SPICE session is every connection of one client: it is over when
+	 * the last of them closed. */
+	if (st.active == 0) {
+		a->spice_sessions_ended++;
+		msg("", "SPICE session %u ended: %u connections, %" PRIu64 " bytes client->server, %"
+		    PRIu64 " bytes back", a->spice_sessions_ended, st.connections, st.bytes[0],
+		    st.bytes[1]);
+		if (!a->o.keep)
+			g_main_loop_quit(a->loop);
+	}
+}
+
+static int run_spice_proxy(struct app *a)
+{
+	char buf[UG_ADDRESS_TEXT_MAX], buf2[UG_ADDRESS_TEXT_MAX];
+	guint sig1, sig2;
+	int tls = a->o.tls_cert || a->o.tls_key || a->o.tls_ca || a->o.spice_tls_listen ||
+		  a->o.spice_tls_connect;
+
+	if (parse_address("--spice-listen", a->o.spice_listen, &a->listen_addr) < 0 ||
+	    parse_address("--spice-connect", a->o.spice_connect, &a->connect_addr) < 0)
+		return EXIT_USAGE;
+	if (tls && !(a->o.tls_cert && a->o.tls_key && a->o.spice_tls_listen &&
+		     a->o.spice_tls_connect)) {
+		msg("error", "TLS termination needs --tls-cert, --tls-key, --spice-tls-listen and "
+		    "--spice-tls-connect (and --tls-ca unless the system's CAs vouch for the server)");
+		return EXIT_USAGE;
+	}
+	if (tls && (parse_address("--spice-tls-listen", a->o.spice_tls_listen,
+				  &a->spice_tls_listen_addr) < 0 ||
+		    parse_address("--spice-tls-connect", a->o.spice_tls_connect,
+				  &a->spice_tls_connect_addr) < 0))
+		return EXIT_USAGE;
+	if (!ug_address_is_loopback(&a->listen_addr))
+		msg("warning", "listening on %s, which is not a loopback address: anyone who can "
+		    "reach it can use the SPICE session",
+		    ug_address_format(&a->listen_addr, buf, sizeof(buf)));
+	a->sproxy = ug_spice_proxy_new();
+	a->channel_sessions = g_hash_table_new(g_direct_hash, g_direct_equal);
+	if (!a->sproxy || !a->channel_sessions) {
+		msg("error", "out of memory");
+		return EXIT_FAIL;
+	}
+	ug_spice_proxy_set_callbacks(a->sproxy, on_spice_event, on_spice_closed, a);
+	ug_spice_proxy_set_log(a->sproxy, on_log, a);
+	if (tls && ug_spice_proxy_set_tls(a->sproxy, a->o.tls_cert, a->o.tls_key, a->o.tls_ca) < 0) {
+		msg("error", "%s", ug_spice_proxy_errmsg(a->sproxy));
+		return EXIT_FAIL;
+	}
+	if (ug_spice_proxy_start(a->sproxy, &a->listen_addr, &a->connect_addr) < 0) {
+		msg("error", "%s", ug_spice_proxy_errmsg(a->sproxy));
+		return EXIT_FAIL;
+	}
+	msg("", "listening on %s for a SPICE client; will connect to %s",
+	    ug_address_format(ug_spice_proxy_address(a->sproxy), buf, sizeof(buf)),
+	    ug_address_format(&a->connect_addr, buf2, sizeof(buf2)));
+	if (tls) {
+		if (ug_spice_proxy_start_tls(a->sproxy, &a->spice_tls_listen_addr,
+					     &a->spice_tls_connect_addr) < 0) {
+			msg("error", "%s", ug_spice_proxy_errmsg(a->sproxy));
+			return EXIT_FAIL;
+		}
+		msg("", "listening on %s for SPICE over TLS; will connect to %s with TLS",
+		    ug_address_format(ug_spice_proxy_tls_address(a->sproxy), buf, sizeof(buf)),
+		    ug_address_format(&a->spice_tls_connect_addr, buf2, sizeof(buf2)));
+	}
+	sig1 = g_unix_signal_add(SIGINT, on_signal, a);
+	sig2 = g_unix_signal_add(SIGTERM, on_signal, a);
+	g_main_loop_run(a->loop);
+	g_source_remove(sig1);
+	g_source_remove(sig2);
+	/* Sessions of channels still open end now (Ctrl-C). */
+	if (!a->rec_done) {
+		GHashTableIter it;
+		gpointer k, v;
+
+		g_hash_table_iter_init(&it, a->channel_sessions);
+		while (g_hash_table_iter_next(&it, &k, &v))
+			if (GPOINTER_TO_INT(v) > 0)
+				check_output(a, ug_recorder_end_session(a->rec, GPOINTER_TO_INT(v),
+									now_ns()));
+	}
+	{
+		struct ug_spice_proxy_stats st;
+
+		ug_spice_proxy_get_stats(a->sproxy, &st);
+		msg("", "SPICE: %u connections (%" PRIu64 " usbredir channels, %" PRIu64 " encrypted, %u "
+		    "server connect failures), %" PRIu64 " LZ4 messages host->guest, %" PRIu64
+		    " guest->host", st.connections, a->spice_usbredir, a->spice_encrypted,
+		    st.connect_failures, a->spice_lz4[UG_DIR_H2G], a->spice_lz4[UG_DIR_G2H]);
+		if (st.connect_failures)
+			a->exit_code = EXIT_FAIL;
+	}
+	ug_spice_proxy_free(a->sproxy);
+	a->sproxy = NULL;
+	g_hash_table_destroy(a->channel_sessions);
+	a->channel_sessions = NULL;
+	return 0;
+}
+
 /* ---- captures ------------------------------------------------------------- */
 
 static int setup_demux(struct app *a)
@@ -366,6 +576,21 @@ static int setup_demux(struct app *a)
 		}
 		if (ug_capture_demux_force_port(a->demux, (uint16_t)v, caps, caps_known, guest) < 0) {
 			msg("error", "--port %lu: %s", v, ug_capture_demux_errmsg(a->demux));
+			return EXIT_USAGE;
+		}
+	}
+	for (char **p = a->o.spice_ports; p && *p; p++) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(*p, &end, 10);
+		if (errno || *end || end == *p || v == 0 || v > 65535) {
+			msg("error", "--spice-port: \"%s\" is not a TCP port", *p);
+			return EXIT_USAGE;
+		}
+		if (ug_capture_demux_spice_port(a->demux, (uint16_t)v) < 0) {
+			msg("error", "--spice-port %lu: %s", v, ug_capture_demux_errmsg(a->demux));
 			return EXIT_USAGE;
 		}
 	}
@@ -573,8 +798,10 @@ static void summary(struct app *a, struct ug_recorder_stats *st)
 		struct ug_capture_demux_stats d;
 
 		ug_capture_demux_get_stats(a->demux, &d);
-		msg("", "%" PRIu64 " TCP connections: %" PRIu64 " usbredir, %" PRIu64 " SPICE, %" PRIu64
-		    " TLS, %" PRIu64 " other", d.connections, d.usbredir, d.spice, d.tls, d.other);
+		msg("", "%" PRIu64 " TCP connections: %" PRIu64 " usbredir, %" PRIu64 " SPICE (%" PRIu64
+		    " usbredir channels, %" PRIu64 " other channels, %" PRIu64 " LZ4 messages), %"
+		    PRIu64 " TLS, %" PRIu64 " other", d.connections, d.usbredir, d.spice,
+		    d.spice_usbredir, d.spice_other, d.spice_lz4, d.tls, d.other);
 		a->dstats = d;
 		a->have_demux_stats = 1;
 	}
@@ -586,10 +813,20 @@ static int run(struct app *a)
 	int sources, e, code;
 	struct ug_recorder_stats st;
 
-	sources = !!a->o.read_file + !!a->o.iface + !!(a->o.listen || a->o.connect);
+	sources = !!a->o.read_file + !!a->o.iface + !!(a->o.listen || a->o.connect) +
+		  !!(a->o.spice_listen || a->o.spice_connect);
 	if (sources != 1) {
-		msg("error", "give exactly one source: --listen/--connect, -r FILE or -i IFACE "
-		    "(try --help)");
+		msg("error", "give exactly one source: --listen/--connect, --spice-listen/"
+		    "--spice-connect, -r FILE or -i IFACE (try --help)");
+		return EXIT_USAGE;
+	}
+	if ((a->o.spice_listen || a->o.spice_connect) &&
+	    !(a->o.spice_listen && a->o.spice_connect)) {
+		msg("error", "the SPICE proxy needs both --spice-listen and --spice-connect");
+		return EXIT_USAGE;
+	}
+	if (a->o.reverse && !a->o.listen) {
+		msg("error", "--reverse goes with --listen/--connect");
 		return EXIT_USAGE;
 	}
 	if ((a->o.listen || a->o.connect) && !(a->o.listen && a->o.connect)) {
@@ -647,6 +884,8 @@ static int run(struct app *a)
 		e = run_file(a);
 	else if (a->o.iface)
 		e = run_live(a);
+	else if (a->o.spice_listen)
+		e = run_spice_proxy(a);
 	else
 		e = run_proxy(a);
 	if (!a->rec_done)
@@ -658,15 +897,17 @@ static int run(struct app *a)
 	code = e ? e : a->exit_code;
 	if (!code && a->output_error_reported)
 		code = EXIT_FAIL;
-	if (!code && a->have_demux_stats && a->dstats.usbredir == 0 && !stop_requested) {
+	if (!code && a->have_demux_stats && a->dstats.usbredir == 0 &&
+	    a->dstats.spice_usbredir == 0 && !stop_requested) {
 		if (a->dstats.tls)
 			msg("error", "no usbredir found: %" PRIu64 " TLS connection%s cannot be decoded",
 			    a->dstats.tls, a->dstats.tls == 1 ? "" : "s");
 		else if (a->dstats.spice)
-			msg("error", "no raw usbredir found (SPICE connections are not decoded yet)");
+			msg("error", "no usbredir found: %" PRIu64 " SPICE connection%s but no usbredir "
+			    "channel among them", a->dstats.spice, a->dstats.spice == 1 ? "" : "s");
 		else
 			msg("error", "no usbredir connection found (if the capture starts inside "
-			    "one, name its port with --port)");
+			    "one, name its port with --port, or a SPICE server's with --spice-port)");
 		code = EXIT_UNUSABLE;
 	}
 	if (!code && (st.decode_errors || st.gaps)) {
@@ -719,6 +960,24 @@ int main(int argc, char **argv)
 		  "Captures: negotiated caps word for --port connections (default 0xff)", "HEX" },
 		{ "guest", 0, 0, G_OPTION_ARG_STRING, &a->o.guest,
 		  "Captures: which TCP side is the usb-guest: client, server or auto", "SIDE" },
+		{ "spice-listen", 0, 0, G_OPTION_ARG_STRING, &a->o.spice_listen,
+		  "SPICE proxy: accept the SPICE client (remote-viewer, usbreplay --spice) on ADDR",
+		  "ADDR:PORT" },
+		{ "spice-connect", 0, 0, G_OPTION_ARG_STRING, &a->o.spice_connect,
+		  "SPICE proxy: connect each channel to the SPICE server (QEMU -spice port=) at ADDR",
+		  "HOST:PORT" },
+		{ "spice-tls-listen", 0, 0, G_OPTION_ARG_STRING, &a->o.spice_tls_listen,
+		  "SPICE proxy: also accept TLS clients on ADDR, terminating TLS", "ADDR:PORT" },
+		{ "spice-tls-connect", 0, 0, G_OPTION_ARG_STRING, &a->o.spice_tls_connect,
+		  "SPICE proxy: the server's TLS port (QEMU -spice tls-port=)", "HOST:PORT" },
+		{ "tls-cert", 0, 0, G_OPTION_ARG_FILENAME, &a->o.tls_cert,
+		  "SPICE proxy: PEM certificate (chain) shown to TLS clients", "FILE" },
+		{ "tls-key", 0, 0, G_OPTION_ARG_FILENAME, &a->o.tls_key,
+		  "SPICE proxy: PEM private key of --tls-cert", "FILE" },
+		{ "tls-ca", 0, 0, G_OPTION_ARG_FILENAME, &a->o.tls_ca,
+		  "SPICE proxy: PEM CA to verify the server with (default: the system's)", "FILE" },
+		{ "spice-port", 0, 0, G_OPTION_ARG_STRING_ARRAY, &a->o.spice_ports,
+		  "Captures: connections on PORT are SPICE, that side the server", "PORT" },
 		{ "debug", 0, 0, G_OPTION_ARG_NONE, &a->o.debug, "Also print debug messages", NULL },
 		{ G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &a->o.rest, NULL, "[FILTER...]" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL }
@@ -730,6 +989,8 @@ int main(int argc, char **argv)
 	g_option_context_set_summary(ctx,
 		"Sources (one of):\n"
 		"  --listen ADDR:PORT --connect HOST:PORT   proxy between QEMU and the usb-host\n"
+		"  --spice-listen ADDR:PORT --spice-connect HOST:PORT\n"
+		"                                           SPICE proxy between a client and QEMU\n"
 		"  -r FILE                                  a tcpdump/Wireshark capture\n"
 		"  -i IFACE [FILTER...]                     a live capture");
 	g_option_context_set_description(ctx,
@@ -758,5 +1019,13 @@ int main(int argc, char **argv)
 	g_free(a->o.raw_file);
 	g_free(a->o.caps);
 	g_free(a->o.guest);
+	g_free(a->o.spice_listen);
+	g_free(a->o.spice_connect);
+	g_free(a->o.spice_tls_listen);
+	g_free(a->o.spice_tls_connect);
+	g_free(a->o.tls_cert);
+	g_free(a->o.tls_key);
+	g_free(a->o.tls_ca);
+	g_strfreev(a->o.spice_ports);
 	return code;
 }
