@@ -15,6 +15,20 @@
 #     Connects to 127.0.0.1:PORT, sends SEND's bytes in pieces of odd sizes,
 #     reads until it has EXPECT bytes (or 20 s pass), closes, and writes what
 #     it received to RECV.
+# cycles PORT N SRCDIR
+#     N times: connect to 127.0.0.1:PORT, send the real guest hello, read the
+#     peer's hello (80 bytes), close. Prints the count of hellos received.
+# host-flood PORTFILE MIB SRCDIR
+#     Accepts one connection and sends the real host hello, then a control
+#     packet claiming 0xffffffff bytes followed by MIB MiB of zeros, as fast
+#     as the socket takes them; then reads until EOF.
+# guest-slow PORT SECONDS SRCDIR OUT MIB
+#     Connects, sends the real guest hello, reads nothing for SECONDS, then
+#     reads what host-flood MIB sends (or until EOF), closes, and writes
+#     "BYTES SHA256" to OUT.
+# flood-sha MIB SRCDIR
+#     Prints "BYTES SHA256" of what host-flood MIB sends.
+import hashlib
 import os
 import random
 import socket
@@ -99,6 +113,82 @@ def guest(port, send, recv, expect):
     c.close()
 
 
+def hellos(src):
+    g2h = open(os.path.join(src, "tests/data/usbredir-seabios-kbd.g2h"), "rb").read()
+    h2g = open(os.path.join(src, "tests/data/usbredir-seabios-kbd.h2g"), "rb").read()
+    return (g2h[:12 + struct.unpack_from("<I", g2h, 4)[0]],
+            h2g[:12 + struct.unpack_from("<I", h2g, 4)[0]])
+
+
+def cycles(port, n, src):
+    ghello, _ = hellos(src)
+    ok = 0
+    for _ in range(int(n)):
+        c = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
+        c.sendall(ghello)
+        if len(read_n(c, 80)) == 80:
+            ok += 1
+        c.close()
+    print(ok)
+
+
+def read_n(c, n):
+    buf = b""
+    while len(buf) < n:
+        piece = c.recv(n - len(buf))
+        if not piece:
+            break
+        buf += piece
+    return buf
+
+
+def flood_bytes(hhello, mib):
+    yield hhello + struct.pack("<IIQ", 100, 0xFFFFFFFF, 1)
+    chunk = bytes(1 << 20)
+    for _ in range(int(mib)):
+        yield chunk
+
+
+def host_flood(portfile, mib, src):
+    _, hhello = hellos(src)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    open(portfile + ".tmp", "w").write("%d\n" % s.getsockname()[1])
+    os.rename(portfile + ".tmp", portfile)
+    s.settimeout(60)
+    c, _ = s.accept()
+    c.settimeout(120)
+    for piece in flood_bytes(hhello, mib):
+        c.sendall(piece)
+    try:
+        while c.recv(65536):
+            pass
+    except OSError:
+        pass
+    c.close()
+
+
+def guest_slow(port, secs, src, out, mib):
+    ghello, hhello = hellos(src)
+    expect = sum(len(p) for p in flood_bytes(hhello, mib))
+    c = socket.create_connection(("127.0.0.1", int(port)), timeout=20)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    c.sendall(ghello)
+    time.sleep(float(secs))
+    h = hashlib.sha256()
+    n = 0
+    c.settimeout(60)
+    while n < expect:
+        piece = c.recv(1 << 20)
+        if not piece:
+            break
+        h.update(piece)
+        n += len(piece)
+    c.close()
+    open(out, "w").write("%d %s\n" % (n, h.hexdigest()))
+
+
 if __name__ == "__main__":
     a = sys.argv[1:]
     if a and a[0] == "streams" and len(a) == 4:
@@ -107,6 +197,20 @@ if __name__ == "__main__":
         host(a[1], a[2], a[3])
     elif a and a[0] == "guest" and len(a) == 5:
         guest(a[1], a[2], a[3], a[4])
+    elif a and a[0] == "cycles" and len(a) == 4:
+        cycles(a[1], a[2], a[3])
+    elif a and a[0] == "host-flood" and len(a) == 4:
+        host_flood(a[1], a[2], a[3])
+    elif a and a[0] == "flood-sha" and len(a) == 3:
+        _, hh = hellos(a[2])
+        h = hashlib.sha256()
+        n = 0
+        for piece in flood_bytes(hh, a[1]):
+            h.update(piece)
+            n += len(piece)
+        print(n, h.hexdigest())
+    elif a and a[0] == "guest-slow" and len(a) == 6:
+        guest_slow(a[1], a[2], a[3], a[4], a[5])
     else:
         sys.stderr.write("usage: see the head of proxy-peer.py\n")
         sys.exit(2)
