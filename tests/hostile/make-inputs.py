@@ -337,6 +337,22 @@ h, r = pcap_split(U)
 struct.pack_into("<I", r[1], 16 + 36, 0xFFFFFFFF)
 write("replay-usbmon-lencap-ffffffff.pcap", pcap_join(h, r), US + ": record 2's usbmon len_cap 0xffffffff")
 
+# ---- a hostile usb-guest (usbreplay --listen, device mode) -----------------------
+
+G = read("usbredir-seabios-kbd.g2h")
+GS = "tests/data/usbredir-seabios-kbd.g2h"
+ghello = G[:12 + struct.unpack_from("<I", G, 4)[0]]
+write("guest-len-ffffffff.bin", ghello + struct.pack("<IIQ", 100, 0xFFFFFFFF, 1) + bytes(65536),
+      GS + ": QEMU's hello, then a control packet claiming 0xffffffff bytes and 64 KiB of zeros")
+write("guest-noise.bin", ghello + bytes((i * 2654435761 >> 13) & 0xFF for i in range(65536)),
+      GS + ": QEMU's hello, then 64 KiB of noise")
+write("guest-len-zero.bin", ghello + struct.pack("<IIQ", 100, 0, 1) * 100,
+      GS + ": QEMU's hello, then 100 control packets of length 0 (no 8-byte type header)")
+write("guest-type-unknown.bin", ghello + struct.pack("<IIQ", 0x7777, 4, 1) + b"abcd",
+      GS + ": QEMU's hello, then a packet of unknown type 0x7777")
+write("guest-cut.bin", G[:len(ghello) + 20],
+      GS + ": the real guest stream cut 20 bytes after its hello (inside a packet)")
+
 # ---- usbredirsrv configuration files -------------------------------------------
 
 def text(name, body, origin):

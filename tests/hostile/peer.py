@@ -8,7 +8,11 @@
 #     header and body), send FILE's bytes, then hang up once the client has
 #     closed or after 10 seconds. Every connection after the first gets FILE
 #     as well, so a client that retries meets the same server.
-# Exit status 0 when at least one client connected, 1 otherwise.
+# send PORT FILE
+#     Connect to 127.0.0.1:PORT (retrying for 10 s), send FILE's bytes, read
+#     until the peer closes or 5 s pass, close.
+# Exit status 0 when at least one client connected (serve) or the connection
+# was made (send), 1 otherwise.
 import socket
 import struct
 import sys
@@ -63,8 +67,38 @@ def serve(path, portfile, spice):
     return 0 if served else 1
 
 
+def send(port, path):
+    with open(path, "rb") as f:
+        data = f.read()
+    c = None
+    end = time.time() + 10
+    while c is None and time.time() < end:
+        try:
+            c = socket.create_connection(("127.0.0.1", int(port)), timeout=5)
+        except OSError:
+            time.sleep(0.1)
+    if c is None:
+        return 1
+    try:
+        c.sendall(data)
+        c.settimeout(1)
+        end = time.time() + 5
+        while time.time() < end:
+            try:
+                if not c.recv(65536):
+                    break
+            except socket.timeout:
+                continue
+    except OSError:
+        pass
+    c.close()
+    return 0
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 4 and sys.argv[1] == "serve":
         sys.exit(serve(sys.argv[2], sys.argv[3], len(sys.argv) > 4 and sys.argv[4] == "spice"))
-    sys.stderr.write("usage: peer.py serve FILE PORTFILE [spice]\n")
+    if len(sys.argv) == 4 and sys.argv[1] == "send":
+        sys.exit(send(sys.argv[2], sys.argv[3]))
+    sys.stderr.write("usage: peer.py serve FILE PORTFILE [spice] | send PORT FILE\n")
     sys.exit(2)

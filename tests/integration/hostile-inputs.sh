@@ -62,6 +62,13 @@ while IFS='|' read -r id cmd input code re; do
 		while [ ! -s "$out/port" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 		port=$(cat "$out/port" 2>/dev/null)
 		;;
+	guest:*)
+		# A hostile usb-guest: connects (retrying) to the port the tool listens on.
+		in=$H/${input#guest:}
+		port=$(ug_free_port)
+		python3 "$H/peer.py" send "$port" "$in" </dev/null >"$out/peer.log" 2>&1 &
+		peer=$!
+		;;
 	*) in=$input ;;
 	esac
 	# Placeholders are replaced word by word, so paths with spaces stay one word.
