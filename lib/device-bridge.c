@@ -572,6 +572,8 @@ struct ug_device_bridge {
 	gint pending_snapshot;     /* transport queue size in KiB, for the event thread */
 	ug_device_bridge_event_fn ev_fn;
 	void *ev_data;
+	ug_device_bridge_tap_fn tap_fn;
+	void *tap_data;
 	char err[UG_ERRMSG_SIZE];
 };
 
@@ -930,6 +932,8 @@ static int rh_write(void *priv, uint8_t *data, int count)
 			bridge_update_backpressure(b);
 			return 0;
 		}
+		if (r == 0 && b->tap_fn)
+			b->tap_fn(b, UG_DIR_H2G, data, (size_t)count, b->tap_data);
 	}
 	/* Sent, or dropped after UG_E_CLOSED: the closed callback ends the session. */
 	if (b->rh)
@@ -1164,6 +1168,13 @@ UG_EXPORT ug_device_bridge *ug_device_bridge_new(ug_usb_host *h, const char *nam
 	return b;
 }
 
+UG_EXPORT void ug_device_bridge_set_tap(ug_device_bridge *b, ug_device_bridge_tap_fn fn,
+                                        void *user_data)
+{
+	b->tap_fn = fn;
+	b->tap_data = user_data;
+}
+
 UG_EXPORT void ug_device_bridge_set_events(ug_device_bridge *b, ug_device_bridge_event_fn fn,
                                            void *user_data)
 {
@@ -1197,6 +1208,8 @@ static void bridge_on_data(ug_transport *t, const uint8_t *data, size_t len, voi
 {
 	ug_device_bridge *b = user_data;
 
+	if (b->tap_fn)
+		b->tap_fn(b, UG_DIR_G2H, data, len, b->tap_data);
 	b->in = data;
 	b->in_len = len;
 	while (b->in_len > 0 && b->rh) {

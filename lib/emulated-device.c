@@ -399,7 +399,7 @@ static long find_match(ug_emulated_device *d, const struct ug_usbredir_packet *g
 	struct key_list *k = g_hash_table_lookup(d->keys, GUINT_TO_POINTER(key_of(gp)));
 	struct ug_recorded_packet rp;
 	guint pos, scanned = 0;
-	long diff;
+	long diff = -1; /* no byte compared yet: the keys may already differ */
 
 	*ret_reused = 0;
 	*ret_near = -1;

@@ -14,7 +14,7 @@
 /* What a live capture keeps of each frame: enough for any TCP segment. */
 #define LIVE_SNAPLEN 262144
 /* Kernel ring for a live capture, and how long a partly filled block waits. */
-#define LIVE_BUFFER (8 * 1024 * 1024)
+#define LIVE_BUFFER (32 * 1024 * 1024)
 #define LIVE_TIMEOUT_MS 50
 /* How many VLAN tags and IPv6 extension headers are walked before giving up. */
 #define MAX_VLAN_TAGS 4

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <pcap/pcap.h>
@@ -28,7 +30,9 @@ struct ug_pcap_writer {
 	pcap_dumper_t *dumper;
 	int linktype;
 	int error;              /* sticky first error */
-	uint64_t records;
+	uint64_t records;       /* records written and flushed completely */
+	off_t good_end;         /* file offset after the last complete record, -1 unknown */
+	char name[160];         /* the path, for messages */
 	uint8_t *rec;           /* assembly buffer for raw records */
 	char errmsg[UG_ERRMSG_SIZE];
 };
@@ -44,20 +48,44 @@ static int io_error(ug_pcap_writer *w, const char *what, int err)
 
 	if (!w->error) {
 		w->error = code;
-		ug_errmsg_set(w->errmsg, code, "pcap %s after %llu records: %s", what,
+		ug_errmsg_set(w->errmsg, code, "%s: pcap %s after %llu records: %s", w->name, what,
 		              (unsigned long long)w->records, strerror(err ? err : EIO));
 	}
 	return w->error;
 }
 
-/* Pushes libpcap's stdio buffer to the file; errno tells why it failed. */
-static int flush(ug_pcap_writer *w, const char *what)
+/*
+ * Cuts a regular file back to its last complete record, so that what was
+ * written before a failure (a full disk) still reads to the end without a
+ * half record. Other files (pipes, terminals) are left as they are.
+ */
+static void cut_to_last_record(int fd, off_t good_end)
+{
+	struct stat st;
+
+	if (good_end >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > good_end &&
+	    ftruncate(fd, good_end) != 0) {
+		/* Nothing more can be done; the sticky error already says why. */
+	}
+}
+
+/*
+ * Pushes libpcap's stdio buffer to the file. prior_err is the errno of the
+ * write just made (a full buffer may have failed there already, leaving only
+ * the error flag for the flush to find).
+ */
+static int flush(ug_pcap_writer *w, const char *what, int prior_err)
 {
 	FILE *fp = pcap_dump_file(w->dumper);
 
 	errno = 0;
-	if (pcap_dump_flush(w->dumper) != 0 || ferror(fp))
-		return io_error(w, what, errno);
+	if (pcap_dump_flush(w->dumper) != 0 || ferror(fp)) {
+		int err = errno ? errno : prior_err;
+
+		cut_to_last_record(fileno(fp), w->good_end);
+		return io_error(w, what, err);
+	}
+	w->good_end = ftello(fp);
 	return 0;
 }
 
@@ -88,7 +116,9 @@ UG_EXPORT int ug_pcap_writer_open(ug_pcap_writer *w, const char *path, int linkt
 	w->linktype = linktype;
 	w->error = 0;
 	w->records = 0;
-	return flush(w, "file header");
+	w->good_end = -1;
+	snprintf(w->name, sizeof(w->name), "%s", path);
+	return flush(w, "file header", 0);
 }
 
 UG_EXPORT int ug_pcap_writer_open_file(ug_pcap_writer *w, FILE *fp, int linktype)
@@ -114,7 +144,9 @@ UG_EXPORT int ug_pcap_writer_open_file(ug_pcap_writer *w, FILE *fp, int linktype
 	w->linktype = linktype;
 	w->error = 0;
 	w->records = 0;
-	return flush(w, "file header");
+	w->good_end = -1;
+	snprintf(w->name, sizeof(w->name), "pcap stream");
+	return flush(w, "file header", 0);
 }
 
 UG_EXPORT int ug_pcap_writer_write(ug_pcap_writer *w, uint64_t ts_ns, const void *bytes,
@@ -139,9 +171,12 @@ UG_EXPORT int ug_pcap_writer_write(ug_pcap_writer *w, uint64_t ts_ns, const void
 	h.ts.tv_usec = (suseconds_t)(ts_ns % 1000000000u);
 	h.caplen = caplen;
 	h.len = origlen;
+	errno = 0;
 	pcap_dump((u_char *)w->dumper, &h, bytes);
+	if (flush(w, "write", errno) < 0)
+		return w->error;
 	w->records++;
-	return flush(w, "write");
+	return 0;
 }
 
 UG_EXPORT int ug_pcap_writer_write_usbmon(ug_pcap_writer *w, const struct ug_usbmon_record *rec)
@@ -238,14 +273,26 @@ UG_EXPORT int ug_pcap_writer_close(ug_pcap_writer *w)
 		return UG_E_INVAL;
 	if (!w->dumper)
 		return w->error;
-	err = w->error ? w->error : flush(w, "close");
+	err = w->error ? w->error : flush(w, "close", 0);
 	/* pcap_dump_close() reports nothing, and some file systems report
 	 * write errors only at fsync or close: ask for them here. Pipes and
 	 * terminals cannot be synced, which is no error. */
 	if (!err && fsync(fileno(pcap_dump_file(w->dumper))) != 0 && errno != EINVAL &&
 	    errno != EROFS && errno != ENOTSUP)
 		err = io_error(w, "close", errno);
-	pcap_dump_close(w->dumper);
+	if (err) {
+		/* Closing flushes what stdio still holds of the failed record:
+		 * cut the file back once more after that. */
+		int fd = dup(fileno(pcap_dump_file(w->dumper)));
+
+		pcap_dump_close(w->dumper);
+		if (fd >= 0) {
+			cut_to_last_record(fd, w->good_end);
+			close(fd);
+		}
+	} else {
+		pcap_dump_close(w->dumper);
+	}
 	pcap_close(w->dead);
 	w->dumper = NULL;
 	w->dead = NULL;

@@ -40,6 +40,7 @@ struct ug_recorder {
 	uint16_t bus;
 	uint8_t first_device;
 	uint32_t max_packet;
+	uint64_t packet_limit;  /* 0: none */
 	int have_t0;
 	uint64_t t0;            /* the first timestamp: text shows time since it */
 	struct ug_recorder_stats stats;
@@ -161,6 +162,17 @@ UG_EXPORT int ug_recorder_set_max_packet(ug_recorder *r, uint32_t max)
 	return 0;
 }
 
+UG_EXPORT int ug_recorder_set_packet_limit(ug_recorder *r, uint64_t max)
+{
+	r->packet_limit = max;
+	return 0;
+}
+
+UG_EXPORT int ug_recorder_limit_reached(const ug_recorder *r)
+{
+	return r->packet_limit && r->stats.packets >= r->packet_limit;
+}
+
 static struct session *get_session(ug_recorder *r, int number)
 {
 	if (number < 1 || number > r->nsessions)
@@ -263,6 +275,8 @@ static void record_packet(ug_recorder *r, struct session *s, const struct ug_usb
 	int caps_known = ug_usbredir_session_caps_known(s->dec);
 	int e;
 
+	if (r->packet_limit && r->stats.packets >= r->packet_limit)
+		return;
 	r->stats.packets++;
 	if (r->raw.w && !r->raw.error) {
 		struct ug_raw_record raw = {

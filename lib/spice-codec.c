@@ -411,6 +411,9 @@ const char *ug_spice_dec_errmsg(const ug_spice_dec *d)
 
 static void consume(ug_spice_dec *d, size_t n)
 {
+	/* Nothing may have been fed (in is NULL): advancing it by 0 is still undefined. */
+	if (n == 0)
+		return;
 	d->in += n;
 	d->in_len -= n;
 	d->offset += n;

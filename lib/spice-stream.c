@@ -403,7 +403,7 @@ static void side_done(ug_spice_stream *s, int i)
 	d->cur_len = 0;
 }
 
-/* The framing of direction i is lost at absolute offset abs: look for a resync point. */
+/* The framing of direction i is lost: look for a resync point from its current offset. */
 static void side_lost(ug_spice_stream *s, int i, const char *why)
 {
 	struct side *d = &s->side[i];
@@ -415,8 +415,8 @@ static void side_lost(ug_spice_stream *s, int i, const char *why)
 	    s->channel_type != SPICE_CHANNEL_MAIN) {
 		/* Only usbredir and main carry anything decoded: the rest is just counted. */
 		queue_event(s, UG_SPICE_STREAM_NOTICE, i, d->pos, UG_E_GAP,
-		            "%s %s at offset %llu: channel %u:%u is not decoded further", dir_name(i),
-		            why, (unsigned long long)d->pos, s->channel_type, s->channel_id);
+		            "%s %s: channel %u:%u is not decoded from offset %llu on", dir_name(i),
+		            why, s->channel_type, s->channel_id, (unsigned long long)d->pos);
 		side_done(s, i);
 		return;
 	}
@@ -425,8 +425,8 @@ static void side_lost(ug_spice_stream *s, int i, const char *why)
 	d->scan_skipped = 0;
 	if (s->channel_type == SPICE_CHANNEL_USBREDIR || !s->channel_known)
 		queue_event(s, UG_SPICE_STREAM_USBREDIR_GAP, i, d->pos, UG_E_GAP,
-		            "%s %s at offset %llu: usbredir bytes lost, looking for the next "
-		            "SPICE message", dir_name(i), why, (unsigned long long)d->pos);
+		            "%s %s: usbredir bytes lost; looking for the next SPICE message "
+		            "from offset %llu", dir_name(i), why, (unsigned long long)d->pos);
 }
 
 /* ---- feeding ----------------------------------------------------------------- */
@@ -985,7 +985,9 @@ static int side_step(ug_spice_stream *s, int i, struct ug_spice_stream_event *ev
 				d->dec_src = 2;
 			}
 		}
-		r = ug_spice_dec_next(d->dec, &u);
+		/* Nothing fed means nothing to decode (and the codec must not be
+		 * asked: it would step a NULL input pointer while skipping). */
+		r = d->dec_src ? ug_spice_dec_next(d->dec, &u) : 0;
 		if (r == 0) {
 			if (d->dec_src == 1)
 				ug_buf_reset(&d->hold);

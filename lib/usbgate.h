@@ -588,6 +588,11 @@ void ug_recorder_set_log(ug_recorder *r, ug_log_fn fn, void *user_data);
 int ug_recorder_set_address(ug_recorder *r, uint16_t bus, uint8_t first_device);
 /* Packet size limit of every session's decoder (default the codec's). */
 int ug_recorder_set_max_packet(ug_recorder *r, uint32_t max);
+/* Records at most max usbredir packets in all (0: no limit, the default);
+ * later packets are still decoded but reach no output. */
+int ug_recorder_set_packet_limit(ug_recorder *r, uint64_t max);
+/* 1 once the packet limit was reached. */
+int ug_recorder_limit_reached(const ug_recorder *r);
 
 /*
  * A new session; label names it in messages and in the text output's
@@ -1033,10 +1038,11 @@ const char *ug_capture_proto_name(enum ug_capture_proto proto);
  * inside a message body damages only that message (its usbredir bytes
  * become a USBREDIR_GAP); a gap over a header loses the framing, and then
  * (as for a capture that starts mid-stream) the decoder looks for the next
- * point where UG_SPICE_STREAM_RESYNC_CHAIN headers in a row parse, chain
- * by their sizes and carry message types that channel may send, within a
- * bounded window. SPICE messages have no marker, so this is a search, and
- * it is reported as a NOTICE with the bytes skipped.
+ * point where three data headers in a row parse, chain by their sizes and
+ * carry message types (and sizes) that the channel's direction sends,
+ * within a bounded window. SPICE messages have no marker, so this is a
+ * search, and it is reported as a NOTICE with the bytes skipped
+ * (docs/spice-stream.md has the details).
  *
  * Use: feed one direction's bytes, then take events until next() returns 0,
  * then feed again (either direction). A direction that needs the other's
@@ -1132,9 +1138,9 @@ int ug_spice_stream_gap(ug_spice_stream *s, int from_server, uint64_t len);
 /* That direction ended (FIN, end of capture): an unfinished message is reported. */
 int ug_spice_stream_end(ug_spice_stream *s, int from_server);
 /*
- * The next event: 1 and *ret_ev, 0 when everything fed is decoded (or held),
- * or UG_E_STATE when misused. Problems in the data are events (NOTICE,
- * ERROR), never return values: decoding goes on wherever it can.
+ * The next event: 1 and *ret_ev, or 0 when everything fed is decoded (or
+ * held). Problems in the data are events (NOTICE, ERROR, USBREDIR_GAP),
+ * never return values: decoding goes on wherever it can.
  */
 int ug_spice_stream_next(ug_spice_stream *s, struct ug_spice_stream_event *ret_ev);
 /* 1 and the channel once known (link decoded, assumed or guessed), else 0. */
@@ -1155,8 +1161,13 @@ const char *ug_spice_stream_errmsg(const ug_spice_stream *s);
  * feed one ug_recorder session per usbredir channel: USBREDIR_DATA to
  * ug_recorder_feed(), USBREDIR_GAP to ug_recorder_gap(). A connection that
  * is TLS is forwarded unchanged and reported as encrypted (an ERROR event
- * with UG_E_ENCRYPTED). Terminating TLS to inspect it is not implemented
- * yet.
+ * with UG_E_ENCRYPTED). To inspect TLS sessions, give the proxy a
+ * certificate and key for the client-facing side and a CA for the server
+ * side (ug_spice_proxy_set_tls) and start a second listener for the
+ * server's TLS port (ug_spice_proxy_start_tls): connections there are TLS
+ * terminated on both legs with OpenSSL, the server's certificate verified
+ * (CA and the server address), and decoded in plaintext. The client must
+ * then trust the proxy's certificate.
  */
 typedef struct ug_spice_proxy ug_spice_proxy;
 struct ug_address; /* see the transport section below */
@@ -1192,6 +1203,15 @@ int ug_spice_proxy_start(ug_spice_proxy *p, const struct ug_address *listen_addr
                          const struct ug_address *server);
 /* The bound address (after start). */
 const struct ug_address *ug_spice_proxy_address(const ug_spice_proxy *p);
+/* TLS termination: PEM certificate (chain) and key shown to clients, CA file
+ * (NULL: the system's) to verify the server with. UG_E_TLS with errmsg. */
+int ug_spice_proxy_set_tls(ug_spice_proxy *p, const char *cert_file, const char *key_file,
+                           const char *ca_file);
+/* A second listener whose connections are TLS on both legs, to server (the
+ * SPICE server's TLS port). UG_E_STATE without ug_spice_proxy_set_tls(). */
+int ug_spice_proxy_start_tls(ug_spice_proxy *p, const struct ug_address *listen_addr,
+                             const struct ug_address *server);
+const struct ug_address *ug_spice_proxy_tls_address(const ug_spice_proxy *p);
 void ug_spice_proxy_get_stats(const ug_spice_proxy *p, struct ug_spice_proxy_stats *ret);
 const char *ug_spice_proxy_errmsg(const ug_spice_proxy *p);
 
@@ -1826,6 +1846,17 @@ ug_device_bridge *ug_device_bridge_new(ug_usb_host *h, const char *name, ug_usb_
                                        const ug_usb_filter *filter);
 void ug_device_bridge_set_events(ug_device_bridge *b, ug_device_bridge_event_fn fn,
                                  void *user_data);
+/*
+ * A tap sees every byte of a session as it passes: UG_DIR_G2H what the guest
+ * sent (before libusbredirhost parses it), UG_DIR_H2G what goes to the guest
+ * (as handed to the transport). A session is one usbredir stream per
+ * direction from SESSION_STARTED to SESSION_ENDED. data is valid only during
+ * the call; it is made from the main context. (For captures: feed it to a
+ * ug_usbredir_session.)
+ */
+typedef void (*ug_device_bridge_tap_fn)(ug_device_bridge *b, enum ug_dir dir,
+                                        const uint8_t *data, size_t len, void *user_data);
+void ug_device_bridge_set_tap(ug_device_bridge *b, ug_device_bridge_tap_fn fn, void *user_data);
 /* Looks for a matching device now (a new bridge does this itself). */
 void ug_device_bridge_rescan(ug_device_bridge *b);
 /* Starts a session on t (ownership passes to the bridge in every case).

@@ -118,12 +118,9 @@ static void finish_recording(struct app *a)
 /* -c: stop recording once N usbredir packets were decoded. */
 static void check_count(struct app *a)
 {
-	struct ug_recorder_stats st;
-
 	if (a->o.count <= 0 || a->rec_done)
 		return;
-	ug_recorder_get_stats(a->rec, &st);
-	if (st.packets >= (uint64_t)a->o.count) {
+	if (ug_recorder_limit_reached(a->rec)) {
 		finish_recording(a);
 		if (a->cap)
 			ug_capture_stop(a->cap);
@@ -583,14 +580,110 @@ static void summary(struct app *a, struct ug_recorder_stats *st)
 	}
 }
 
+/* Everything after option parsing; returns the exit status. main() frees. */
+static int run(struct app *a)
+{
+	int sources, e, code;
+	struct ug_recorder_stats st;
+
+	sources = !!a->o.read_file + !!a->o.iface + !!(a->o.listen || a->o.connect);
+	if (sources != 1) {
+		msg("error", "give exactly one source: --listen/--connect, -r FILE or -i IFACE "
+		    "(try --help)");
+		return EXIT_USAGE;
+	}
+	if ((a->o.listen || a->o.connect) && !(a->o.listen && a->o.connect)) {
+		msg("error", "the proxy needs both --listen and --connect");
+		return EXIT_USAGE;
+	}
+	if (a->o.rest && a->o.rest[0] && !a->o.iface) {
+		msg("error", "unexpected argument \"%s\" (a filter goes with -i)", a->o.rest[0]);
+		return EXIT_USAGE;
+	}
+	if (a->o.count < 0 || a->o.bus < 0 || a->o.bus > 65535 || a->o.device < 0 ||
+	    a->o.device > 127 || a->o.max_packet < 0 || a->o.max_packet > UINT32_MAX) {
+		msg("error", "a number is out of range (-c >= 0, --bus 0..65535, --device 1..127, "
+		    "--max-packet 64..4294967295)");
+		return EXIT_USAGE;
+	}
+	if (a->o.json && a->o.verbose) {
+		msg("error", "--json and -V exclude each other");
+		return EXIT_USAGE;
+	}
+	if (!a->o.quiet && ((a->o.write_file && !strcmp(a->o.write_file, "-")) ||
+			    (a->o.raw_file && !strcmp(a->o.raw_file, "-")))) {
+		msg("error", "a capture written to stdout needs -q (no text on stdout)");
+		return EXIT_USAGE;
+	}
+
+	a->rec = ug_recorder_new();
+	a->loop = g_main_loop_new(NULL, FALSE);
+	if (!a->rec || !a->loop) {
+		msg("error", "out of memory");
+		return EXIT_FAIL;
+	}
+	ug_recorder_set_log(a->rec, on_log, a);
+	if ((a->o.bus || a->o.device) &&
+	    ug_recorder_set_address(a->rec, (uint16_t)(a->o.bus ? a->o.bus : 1),
+				    (uint8_t)(a->o.device ? a->o.device : 1)) < 0) {
+		msg("error", "--bus/--device out of range");
+		return EXIT_USAGE;
+	}
+	if (a->o.count > 0)
+		ug_recorder_set_packet_limit(a->rec, (uint64_t)a->o.count);
+	if (a->o.max_packet && ug_recorder_set_max_packet(a->rec, (uint32_t)a->o.max_packet) < 0) {
+		msg("error", "--max-packet %" G_GINT64_FORMAT ": at least 64", a->o.max_packet);
+		return EXIT_USAGE;
+	}
+	if (!a->o.quiet)
+		ug_recorder_set_text(a->rec, stdout,
+				     a->o.json ? UG_RENDER_JSON :
+				     a->o.verbose ? UG_RENDER_VERBOSE : UG_RENDER_SUMMARY);
+	if (open_output(a, "usbmon pcap", a->o.write_file, ug_recorder_open_usbmon) < 0 ||
+	    open_output(a, "raw record", a->o.raw_file, ug_recorder_open_raw) < 0)
+		return EXIT_FAIL;
+
+	if (a->o.read_file)
+		e = run_file(a);
+	else if (a->o.iface)
+		e = run_live(a);
+	else
+		e = run_proxy(a);
+	if (!a->rec_done)
+		finish_recording(a);
+	ug_recorder_get_stats(a->rec, &st);
+	if (e == 0 || e == EXIT_UNUSABLE)
+		summary(a, &st);
+
+	code = e ? e : a->exit_code;
+	if (!code && a->output_error_reported)
+		code = EXIT_FAIL;
+	if (!code && a->have_demux_stats && a->dstats.usbredir == 0 && !stop_requested) {
+		if (a->dstats.tls)
+			msg("error", "no usbredir found: %" PRIu64 " TLS connection%s cannot be decoded",
+			    a->dstats.tls, a->dstats.tls == 1 ? "" : "s");
+		else if (a->dstats.spice)
+			msg("error", "no raw usbredir found (SPICE connections are not decoded yet)");
+		else
+			msg("error", "no usbredir connection found (if the capture starts inside "
+			    "one, name its port with --port)");
+		code = EXIT_UNUSABLE;
+	}
+	if (!code && (st.decode_errors || st.gaps)) {
+		msg("warning", "some traffic could not be decoded (%" PRIu64 " decode errors, %"
+		    PRIu64 " gaps); everything else was written", st.decode_errors, st.gaps);
+		code = EXIT_UNDECODED;
+	}
+	return code;
+}
+
 int main(int argc, char **argv)
 {
 	struct app app = { 0 };
 	struct app *a = &app;
-	struct ug_recorder_stats st;
 	GError *err = NULL;
 	GOptionContext *ctx;
-	int sources, e, code;
+	int code;
 	GOptionEntry entries[] = {
 		{ "listen", 'l', 0, G_OPTION_ARG_STRING, &a->o.listen,
 		  "Proxy: accept the usb-guest (QEMU's chardev) on ADDR (default host 127.0.0.1)",
@@ -645,100 +738,16 @@ int main(int argc, char **argv)
 	if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
 		msg("error", "%s (try --help)", err->message);
 		g_error_free(err);
-		g_option_context_free(ctx);
-		return EXIT_USAGE;
+		code = EXIT_USAGE;
+	} else {
+		code = run(a);
 	}
 	g_option_context_free(ctx);
-	sources = !!a->o.read_file + !!a->o.iface + !!(a->o.listen || a->o.connect);
-	if (sources != 1) {
-		msg("error", "give exactly one source: --listen/--connect, -r FILE or -i IFACE "
-		    "(try --help)");
-		return EXIT_USAGE;
-	}
-	if ((a->o.listen || a->o.connect) && !(a->o.listen && a->o.connect)) {
-		msg("error", "the proxy needs both --listen and --connect");
-		return EXIT_USAGE;
-	}
-	if (a->o.rest && a->o.rest[0] && !a->o.iface) {
-		msg("error", "unexpected argument \"%s\" (a filter goes with -i)", a->o.rest[0]);
-		return EXIT_USAGE;
-	}
-	if (a->o.count < 0 || a->o.bus < 0 || a->o.bus > 65535 || a->o.device < 0 ||
-	    a->o.device > 127 || a->o.max_packet < 0 || a->o.max_packet > UINT32_MAX) {
-		msg("error", "a number is out of range (-c >= 0, --bus 0..65535, --device 1..127, "
-		    "--max-packet 64..4294967295)");
-		return EXIT_USAGE;
-	}
-	if (a->o.json && a->o.verbose) {
-		msg("error", "--json and -V exclude each other");
-		return EXIT_USAGE;
-	}
-	if (!a->o.quiet && ((a->o.write_file && !strcmp(a->o.write_file, "-")) ||
-			    (a->o.raw_file && !strcmp(a->o.raw_file, "-")))) {
-		msg("error", "a capture written to stdout needs -q (no text on stdout)");
-		return EXIT_USAGE;
-	}
-
-	a->rec = ug_recorder_new();
-	a->loop = g_main_loop_new(NULL, FALSE);
-	if (!a->rec || !a->loop) {
-		msg("error", "out of memory");
-		return EXIT_FAIL;
-	}
-	ug_recorder_set_log(a->rec, on_log, a);
-	if ((a->o.bus || a->o.device) &&
-	    ug_recorder_set_address(a->rec, (uint16_t)(a->o.bus ? a->o.bus : 1),
-				    (uint8_t)(a->o.device ? a->o.device : 1)) < 0) {
-		msg("error", "--bus/--device out of range");
-		return EXIT_USAGE;
-	}
-	if (a->o.max_packet && ug_recorder_set_max_packet(a->rec, (uint32_t)a->o.max_packet) < 0) {
-		msg("error", "--max-packet %" G_GINT64_FORMAT ": at least 64", a->o.max_packet);
-		return EXIT_USAGE;
-	}
-	if (!a->o.quiet)
-		ug_recorder_set_text(a->rec, stdout,
-				     a->o.json ? UG_RENDER_JSON :
-				     a->o.verbose ? UG_RENDER_VERBOSE : UG_RENDER_SUMMARY);
-	if (open_output(a, "usbmon pcap", a->o.write_file, ug_recorder_open_usbmon) < 0 ||
-	    open_output(a, "raw record", a->o.raw_file, ug_recorder_open_raw) < 0)
-		return EXIT_FAIL;
-
-	if (a->o.read_file)
-		e = run_file(a);
-	else if (a->o.iface)
-		e = run_live(a);
-	else
-		e = run_proxy(a);
-	if (!a->rec_done)
-		finish_recording(a);
-	ug_recorder_get_stats(a->rec, &st);
-	if (e == 0 || e == EXIT_UNUSABLE)
-		summary(a, &st);
-
-	code = e ? e : a->exit_code;
-	if (!code && a->output_error_reported)
-		code = EXIT_FAIL;
-	if (!code && a->have_demux_stats && a->dstats.usbredir == 0 && !stop_requested) {
-		if (a->dstats.tls)
-			msg("error", "no usbredir found: %" PRIu64 " TLS connection%s cannot be decoded",
-			    a->dstats.tls, a->dstats.tls == 1 ? "" : "s");
-		else if (a->dstats.spice)
-			msg("error", "no raw usbredir found (SPICE connections are not decoded yet)");
-		else
-			msg("error", "no usbredir connection found (if the capture starts inside "
-			    "one, name its port with --port)");
-		code = EXIT_UNUSABLE;
-	}
-	if (!code && (st.decode_errors || st.gaps)) {
-		msg("warning", "some traffic could not be decoded (%" PRIu64 " decode errors, %"
-		    PRIu64 " gaps); everything else was written", st.decode_errors, st.gaps);
-		code = EXIT_UNDECODED;
-	}
 	ug_capture_demux_free(a->demux);
 	ug_capture_free(a->cap);
 	ug_recorder_free(a->rec);
-	g_main_loop_unref(a->loop);
+	if (a->loop)
+		g_main_loop_unref(a->loop);
 	g_strfreev(a->o.ports);
 	g_strfreev(a->o.rest);
 	g_free(a->o.listen);

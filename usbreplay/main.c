@@ -261,6 +261,12 @@ static int report(struct app *a)
 	int rc = 0;
 
 	ug_replay_report_summary(r, &sum);
+	if (!a->attached && sum.requests == 0) {
+		/* Nothing was replayed: a summary would read as a match. */
+		fprintf(stderr, "usbreplay: %s\n",
+			a->runtime_error ? a->runtime_msg : "no session took place");
+		return EXIT_RUNTIME;
+	}
 	if (a->o.json)
 		rc = ug_replay_report_write_json(r, stdout);
 	else

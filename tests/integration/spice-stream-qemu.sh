@@ -9,12 +9,15 @@
 #  (a) spice-stream-tool decodes the capture (ug_capture + ug_spice_stream):
 #      the usbredir packets are the ones the probe exchanged (QEMU's hello
 #      from the server side, the 2074-byte configuration descriptor from the
-#      client, SET_CONFIGURATION 1 from QEMU), with LZ4 messages decoded;
+#      client, SET_CONFIGURATION 1 from QEMU), with LZ4 messages decoded,
+#      and the same streams as the probe's own record of its wire bytes;
 #  (b) the proxy's decode of the same session gives byte-identical usbredir
 #      streams on both channels;
 #  (c) HMP "info usb" shows the device attached through the proxy;
 #  and damaged copies of the capture (truncated, a dropped frame, started
-#  mid-stream) and a TLS session each end with a clear warning, never a crash.
+#  mid-stream) and a TLS session each end with a clear warning, never a crash;
+#  TLS through the proxy is forwarded as it is, or, with the test PKI's
+#  certificate and key, terminated on both legs and decoded.
 set -u
 
 probe=${UG_BUILDDIR:-.}/tests/integration/spice-client-probe
@@ -70,7 +73,7 @@ for b in "$probe" "$tool"; do
 	fi
 done
 
-echo "1..17"
+echo "1..19"
 
 free_port() {
 	while :; do
@@ -150,7 +153,8 @@ pids="$pids $proxy_pid"
 wait_for "$tmp/proxy.out" "^LISTENING" 10
 
 mkfifo "$tmp/probe.in"
-timeout 120 "$probe" --uri "spice://127.0.0.1:$pp" --attach 0 --timeout 100 \
+mkdir -p "$tmp/rec" "$tmp/wire"
+timeout 120 "$probe" --uri "spice://127.0.0.1:$pp" --attach 0 --timeout 100 --record "$tmp/rec" \
 	<"$tmp/probe.in" >"$tmp/probe.out" 2>"$tmp/probe.err" &
 probe_pid=$!
 pids="$pids $probe_pid"
@@ -221,6 +225,16 @@ check "the proxy labels the channels and saw the same LZ4 messages" \
 	'grep -q "label=spice usbredir channel 0 (127.0.0.1:$sp)" $tmp/proxy.out && [ "$(grep -c "^LZ4 .* dir=h2g" $tmp/proxy.out)" = "$lz4_h2g" ]' \
 	-- "$tmp/proxy.out"
 
+# The probe recorded every byte of each channel connection as it sent and
+# received them: decoded on their own they must give the same streams.
+for ch in 0 1; do
+	"$tool" wire "$tmp/rec/usbredir$ch-c2s.bin" "$tmp/rec/usbredir$ch-s2c.bin" "$tmp/wire" \
+		>"$tmp/wire-$ch.out" 2>&1
+done
+check "the probe's own recording of its wire decodes to the same usbredir streams as the capture" \
+	'for f in usbredir-0-h2g usbredir-0-g2h usbredir-1-h2g usbredir-1-g2h; do cmp $tmp/cap/$f.bin $tmp/wire/$f.bin || exit 1; done' \
+	-- "$tmp/wire-0.out" "$tmp/wire-1.out"
+
 # ---- damaged captures and TLS ---------------------------------------------------------
 
 # crashed FILE: the tool died of a signal or a sanitizer report.
@@ -273,6 +287,34 @@ wait "$proxy_pid"
 check "TLS through the proxy without keys: forwarded unchanged (probe linked, rc=$tlsrc), reported as encrypted" \
 	'[ "$tlsrc" -eq 0 ] && grep -q "^ERROR .*encrypted" $tmp/proxy2.out' \
 	-- "$tmp/proxy2.out" "$tmp/proxy2.err" "$tmp/tlsprobe2.err"
+
+# With the test CA's certificate and key the proxy terminates TLS on both legs:
+# the probe (trusting the CA) links every channel over TLS through it, and the
+# usbredir channels are decoded in plaintext.
+mkdir -p "$tmp/tlsprx"
+ptp=$(free_port)
+timeout 100 "$tool" proxy "127.0.0.1:$pp" "127.0.0.1:$sp" "$tmp/tlsprx" "127.0.0.1:$ptp" \
+	"127.0.0.1:$tp" "$pki/server-cert.pem" "$pki/server-key.pem" "$pki/ca-cert.pem" \
+	>"$tmp/proxy3.out" 2>"$tmp/proxy3.err" &
+proxy_pid=$!
+pids="$pids $proxy_pid"
+wait_for "$tmp/proxy3.out" "^LISTENING " 10
+timeout 60 "$probe" --uri "spice+tls://127.0.0.1:$ptp" --ca-file "$pki/ca-cert.pem" \
+	--host-subject "O=usbgate,CN=127.0.0.1" --timeout 30 --no-stdin </dev/null \
+	>"$tmp/tlsprobe3.out" 2>"$tmp/tlsprobe3.err" &
+probe_pid=$!
+pids="$pids $probe_pid"
+wait_for "$tmp/tlsprobe3.out" "^HELLO 1 qemu usb-redir guest" 20
+wait_for "$tmp/tlsprobe3.out" "^HELLO 0 qemu usb-redir guest" 5
+kill "$probe_pid" 2>/dev/null
+wait "$probe_pid" 2>/dev/null
+sleep 0.3
+kill -TERM "$proxy_pid" 2>/dev/null
+wait "$proxy_pid"
+"$tool" decode "$tmp/tlsprx/usbredir-0-h2g.bin" "$tmp/tlsprx/usbredir-0-g2h.bin" >"$tmp/tls-0.pkts" 2>&1
+check "TLS terminated by the proxy: the probe linked over TLS through it, channels decoded in plaintext" \
+	'grep -q "^HELLO 0 qemu usb-redir guest" $tmp/tlsprobe3.out && grep -q "^LINK .* type=9 id=0 .*label=spice+tls usbredir channel 0 (127.0.0.1:$tp)" $tmp/proxy3.out && grep -q "^PKT g2h type=0 .* version=qemu usb-redir guest" $tmp/tls-0.pkts && ! grep -q "encrypted" $tmp/proxy3.out' \
+	-- "$tmp/proxy3.out" "$tmp/proxy3.err" "$tmp/tlsprobe3.out" "$tmp/tlsprobe3.err"
 
 check "the ticket never appears in any output" \
 	'! grep -qi "ticket.*[0-9a-f]\{32\}" $tmp/cap.out $tmp/proxy.out' -- "$tmp/cap.out"

@@ -13,7 +13,9 @@
 /*
  * usage:
  *   spice-stream-tool capture FILE OUTDIR
- *   spice-stream-tool proxy LISTEN SERVER OUTDIR   (until SIGTERM or SIGINT)
+ *   spice-stream-tool proxy LISTEN SERVER OUTDIR [TLS-LISTEN TLS-SERVER CERT KEY CA]
+ *                                                  (until SIGTERM or SIGINT)
+ *   spice-stream-tool wire C2S-FILE S2C-FILE OUTDIR (one connection's bytes, as recorded)
  *   spice-stream-tool decode H2G-FILE G2H-FILE     (usbredir packets, one line each)
  * capture and proxy write the usbredir byte stream of each usbredir channel
  * and direction to OUTDIR/usbredir-ID-h2g.bin and -g2h.bin, and print one
@@ -251,7 +253,7 @@ static gboolean on_signal(gpointer user_data)
 	return G_SOURCE_REMOVE;
 }
 
-static int run_proxy(const char *listen, const char *server)
+static int run_proxy(const char *listen, const char *server, char **tls)
 {
 	struct ug_address la, sa;
 	char err[256], text[UG_ADDRESS_TEXT_MAX];
@@ -269,6 +271,20 @@ static int run_proxy(const char *listen, const char *server)
 	if (ug_spice_proxy_start(p, &la, &sa) < 0) {
 		fprintf(stderr, "spice-stream-tool: %s\n", ug_spice_proxy_errmsg(p));
 		return 1;
+	}
+	if (tls) {
+		if (ug_address_parse(tls[0], &la, err, sizeof(err)) < 0 ||
+		    ug_address_parse(tls[1], &sa, err, sizeof(err)) < 0) {
+			fprintf(stderr, "spice-stream-tool: %s\n", err);
+			return 2;
+		}
+		if (ug_spice_proxy_set_tls(p, tls[2], tls[3], tls[4]) < 0 ||
+		    ug_spice_proxy_start_tls(p, &la, &sa) < 0) {
+			fprintf(stderr, "spice-stream-tool: %s\n", ug_spice_proxy_errmsg(p));
+			return 1;
+		}
+		printf("LISTENING_TLS %s\n",
+		       ug_address_format(ug_spice_proxy_tls_address(p), text, sizeof(text)));
 	}
 	printf("LISTENING %s\n", ug_address_format(ug_spice_proxy_address(p), text, sizeof(text)));
 	fflush(stdout);
@@ -352,6 +368,43 @@ static int run_decode(const char *h2g_path, const char *g2h_path)
 	return 0;
 }
 
+/* One connection recorded as two files (the probe's --record): fed in
+ * alternating 4 KiB pieces, with a hold large enough for any recording. */
+static int run_wire(const char *c2s_path, const char *s2c_path)
+{
+	GByteArray *b[2] = { g_byte_array_new(), g_byte_array_new() };
+	ug_spice_stream *s = ug_spice_stream_new();
+	size_t off[2] = { 0, 0 };
+	int progress = 1;
+
+	if (read_file(c2s_path, b[0]) < 0 || read_file(s2c_path, b[1]) < 0) {
+		fprintf(stderr, "spice-stream-tool: cannot read the recording\n");
+		return 1;
+	}
+	ug_spice_stream_set_limits(s, 0, 256u << 20);
+	while (progress) {
+		progress = 0;
+		for (int d = 0; d < 2; d++) {
+			size_t n = b[d]->len - off[d] < 4096 ? b[d]->len - off[d] : 4096;
+
+			if (n == 0)
+				continue;
+			progress = 1;
+			ug_spice_stream_feed(s, d, b[d]->data + off[d], n);
+			off[d] += n;
+			drain(1, s);
+		}
+	}
+	for (int d = 0; d < 2; d++) {
+		ug_spice_stream_end(s, d);
+		drain(1, s);
+	}
+	ug_spice_stream_free(s);
+	g_byte_array_unref(b[0]);
+	g_byte_array_unref(b[1]);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	int r = 2;
@@ -359,9 +412,12 @@ int main(int argc, char **argv)
 	if (argc == 4 && strcmp(argv[1], "capture") == 0) {
 		outdir = argv[3];
 		r = run_capture(argv[2]);
-	} else if (argc == 5 && strcmp(argv[1], "proxy") == 0) {
+	} else if ((argc == 5 || argc == 10) && strcmp(argv[1], "proxy") == 0) {
 		outdir = argv[4];
-		r = run_proxy(argv[2], argv[3]);
+		r = run_proxy(argv[2], argv[3], argc == 10 ? argv + 5 : NULL);
+	} else if (argc == 5 && strcmp(argv[1], "wire") == 0) {
+		outdir = argv[4];
+		r = run_wire(argv[2], argv[3]);
 	} else if (argc == 4 && strcmp(argv[1], "decode") == 0) {
 		return run_decode(argv[2], argv[3]);
 	} else {

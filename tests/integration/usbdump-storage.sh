@@ -65,13 +65,21 @@ line=$(vm_wait_for con '^UG-DONE' 120)
 tap_is "the guest script succeeded" "$(vm_field "$line" rc)" 0
 
 # 2: the live capture is killed hard mid-flight: its pcap must stay readable.
-kill -KILL "$(cat "$W/live.pid")" 2>/dev/null
-sleep 0.5
+# live.pid is timeout's PID (ug_spawn); usbdump is its child, and SIGKILL
+# must hit usbdump itself (timeout cannot pass SIGKILL on).
+live=$(pgrep -P "$(cat "$W/live.pid")" usbdump | head -n 1)
+if [ -n "$live" ] && kill -KILL "$live"; then
+	for _ in $(seq 50); do kill -0 "$live" 2>/dev/null || break; sleep 0.1; done
+else
+	tap_diag "no usbdump process under $(cat "$W/live.pid") to kill"
+fi
+wait "$(cat "$W/live.pid")" 2>/dev/null
+live_rc=$?
 n=$(tcount "$W/live.pcap" usbms)
-if [ "$n" -gt 0 ] 2>/dev/null; then
+if [ "$live_rc" = 137 ] && [ "$n" -gt 0 ] 2>/dev/null; then
 	tap_ok "usbdump -i lo killed with SIGKILL leaves a readable pcap ($n USBMS frames)"
 else
-	tap_fail "usbdump -i lo killed with SIGKILL leaves a readable pcap" "$n" "$(tail -5 "$W/live.log")"
+	tap_fail "usbdump -i lo killed with SIGKILL leaves a readable pcap" "exit $live_rc (want 137), $n USBMS frames" "$(tail -5 "$W/live.log")"
 fi
 
 # 3: the proxy ends with the session (the consumer VM powered off).

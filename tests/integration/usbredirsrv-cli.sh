@@ -151,8 +151,21 @@ retries=$(grep -c 'failed, next in' "$work/conn.log")
 is "--connect retries until the listener appears, then sends its hello" \
 	"$got:$([ "$retries" -ge 2 ] && echo retried)" "usbgate:retried"
 
-# SIGTERM: clean exit 0.
+# SIGTERM: clean exit 0. If a process is still there after 5 s, its
+# threads' stacks go to the TAP log (gdb, when installed) before the KILL.
 kill -TERM "$pid_main" "$pid_conn"
+for t in $pid_main $pid_conn; do
+	c=$(pgrep -P "$t" usbredirsrv | head -n 1)
+	i=0
+	while [ -n "$c" ] && kill -0 "$c" 2>/dev/null && [ $i -lt 50 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if [ -n "$c" ] && kill -0 "$c" 2>/dev/null && command -v gdb >/dev/null; then
+		echo "# usbredirsrv $c still runs 5 s after SIGTERM; its threads:"
+		gdb -p "$c" -batch -ex "thread apply all bt" 2>/dev/null | grep -E '^#|^Thread' | sed 's/^/#   /'
+	fi
+done
 wait "$pid_main"
 rc1=$?
 wait "$pid_conn"

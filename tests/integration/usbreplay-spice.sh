@@ -9,6 +9,8 @@
 # redirected device attached at the recorded speed (QEMU names a redirected
 # device "USB Redirection Device" whatever it is), and SeaBIOS's enumeration
 # must be answered from the recording (the JSON report counts it).
+# Several VMs under TCG: allow for a loaded machine.
+UG_TEST_TIMEOUT=${UG_TEST_TIMEOUT:-240}
 . "${UG_SRCDIR:-$(dirname "$0")/../..}/tests/vm/lib.sh"
 . "$UG_SRCDIR/tests/integration/usbreplay-lib.sh"
 
@@ -19,14 +21,16 @@ cap=$UG_SRCDIR/tests/data/storage.raw.pcap
 d=$(vm_dir bios)
 mkdir -p "$d"
 sp=$(ug_free_port)
+# vm_qmp talks to lib.sh's short socket path for a VM of this name.
+qmp=$_ug_sockdir/bios.qmp
 timeout -k 5 120 "$UG_QEMU" -S -accel tcg -m 64 -nodefaults -no-user-config -display none -no-reboot \
 	-device qemu-xhci,id=xhci -spice "port=$sp,addr=127.0.0.1,disable-ticketing=on" \
 	-chardev spicevmc,name=usbredir,id=ur -device usb-redir,chardev=ur,id=redir0,bus=xhci.0 \
-	-qmp "unix:$d/qmp.sock,server=on,wait=off" -pidfile "$d/qemu.pid" \
+	-qmp "unix:$qmp,server=on,wait=off" -pidfile "$d/qemu.pid" \
 	>"$d/qemu.out" 2>"$d/qemu.err" &
 echo $! >"$d/pid"
 i=0
-while [ ! -S "$d/qmp.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+while [ ! -S "$qmp" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 before=$(vm_info_usb bios)
 tap_check "idle usb-redir before usbreplay (${before:-no answer})" \
 	sh -c "printf '%s' '$before' | grep -q 'Speed 1.5 Mb/s.*USB Redirection Device'"

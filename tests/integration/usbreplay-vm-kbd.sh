@@ -9,6 +9,8 @@
 # the keyboard is enumerated; --stream-delay holds the reports until the
 # guest script holds the event device open. This test also covers
 # --connect: QEMU's usb-redir chardev is the listening side here.
+# Several VMs under TCG: allow for a loaded machine.
+UG_TEST_TIMEOUT=${UG_TEST_TIMEOUT:-300}
 . "${UG_SRCDIR:-$(dirname "$0")/../..}/tests/vm/lib.sh"
 . "$UG_SRCDIR/tests/integration/usbreplay-lib.sh"
 

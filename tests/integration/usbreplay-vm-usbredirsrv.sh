@@ -6,6 +6,8 @@
 # disk) with usbgate's own usbredirsrv instead of usbredirect; usbreplay
 # --guest sends the recorded guest's requests of tests/data/storage.raw.pcap
 # and must find every answer as recorded (exit 0), in JSON and JUnit.
+# Several VMs under TCG: allow for a loaded machine.
+UG_TEST_TIMEOUT=${UG_TEST_TIMEOUT:-300}
 . "${UG_SRCDIR:-$(dirname "$0")/../..}/tests/vm/lib.sh"
 . "$UG_SRCDIR/tests/integration/usbreplay-lib.sh"
 

@@ -11,6 +11,8 @@
 #     exporting the same device: no divergence, exit 0, JUnit without failures.
 # (c) One data byte changed in the capture: exit 1 naming the record and the
 #     transfer. The capture cut short: exit 3 with a message naming the record.
+# Several VMs under TCG: allow for a loaded machine.
+UG_TEST_TIMEOUT=${UG_TEST_TIMEOUT:-480}
 . "${UG_SRCDIR:-$(dirname "$0")/../..}/tests/vm/lib.sh"
 . "$UG_SRCDIR/tests/integration/usbreplay-lib.sh"
 

@@ -247,7 +247,16 @@ struct session {
 	int events[5];
 	int last_error;
 	char last_msg[256];
+	GByteArray *tapped[2];      /* by enum ug_dir */
 };
+
+static void on_tap(ug_device_bridge *b, enum ug_dir dir, const uint8_t *data, size_t len,
+                   void *user_data)
+{
+	struct session *s = user_data;
+
+	g_byte_array_append(s->tapped[dir], data, (guint)len);
+}
 
 static void on_event(ug_device_bridge *b, enum ug_device_bridge_event ev, int error,
                      const char *message, void *user_data)
@@ -306,6 +315,9 @@ static void test_session_without_device(void **state)
 	b = ug_device_bridge_new(h, "nothing", sel, NULL);
 	assert_non_null(b);
 	ug_device_bridge_set_events(b, on_event, &s);
+	s.tapped[UG_DIR_G2H] = g_byte_array_new();
+	s.tapped[UG_DIR_H2G] = g_byte_array_new();
+	ug_device_bridge_set_tap(b, on_tap, &s);
 	assert_false(ug_device_bridge_device(b, NULL));
 	assert_string_equal(ug_device_bridge_name(b), "nothing");
 
@@ -332,10 +344,18 @@ static void test_session_without_device(void **state)
 		assert_int_equal(ug_get_le32(buf), usb_redir_hello);
 		assert_true(ug_get_le32(buf + 4) >= 64 + 4);
 		assert_memory_equal(buf + 12, "usbgate ", 8);
+		/* The tap saw exactly what the guest got. */
+		assert_true(s.tapped[UG_DIR_H2G]->len >= got);
+		assert_memory_equal(s.tapped[UG_DIR_H2G]->data, buf, got);
+		g_byte_array_set_size(s.tapped[UG_DIR_H2G], 0);
 		/* Garbage from the guest must not bring the bridge down. */
 		memset(buf, 0xff, 64);
 		assert_int_equal(send(sv[1], buf, 64, 0), 64);
 		got = read_some(sv[1], buf, sizeof(buf), &s, 1);
+		/* ... and the tap saw it as the guest's bytes. */
+		assert_int_equal(s.tapped[UG_DIR_G2H]->len, 64);
+		assert_int_equal(s.tapped[UG_DIR_G2H]->data[63], 0xff);
+		g_byte_array_set_size(s.tapped[UG_DIR_G2H], 0);
 		close(sv[1]);
 		run_until_event(&s, UG_BRIDGE_SESSION_ENDED, round);
 		assert_false(ug_device_bridge_in_session(b));
@@ -343,6 +363,8 @@ static void test_session_without_device(void **state)
 	}
 	ug_device_bridge_free(b);
 	ug_usb_host_free(h);
+	g_byte_array_unref(s.tapped[0]);
+	g_byte_array_unref(s.tapped[1]);
 	while (g_main_context_iteration(s.ctx, FALSE))
 		;
 	g_main_context_pop_thread_default(s.ctx);

@@ -463,6 +463,31 @@ static void test_sessions_get_their_own_device_numbers(void **state)
 	free(usbmon);
 }
 
+static void test_packet_limit_is_exact(void **state)
+{
+	struct session_bytes sb;
+	struct ug_recorder_stats st;
+	char *raw = tmp_path("limit.raw");
+	ug_recorder *r = ug_recorder_new();
+
+	make_session(&sb);
+	assert_int_equal(ug_recorder_set_packet_limit(r, 5), 0);
+	assert_int_equal(ug_recorder_open_raw(r, raw), 0);
+	assert_int_equal(ug_recorder_add_session(r, "limit"), 1);
+	/* Whole-session feeds: many packets arrive in one call. */
+	assert_int_equal(ug_recorder_feed(r, 1, UG_DIR_G2H, sb.dir[0].bytes, sb.dir[0].len, 1), 0);
+	assert_false(ug_recorder_limit_reached(r));
+	assert_int_equal(ug_recorder_feed(r, 1, UG_DIR_H2G, sb.dir[1].bytes, sb.dir[1].len, 2), 0);
+	assert_true(ug_recorder_limit_reached(r));
+	assert_int_equal(ug_recorder_finish(r), 0);
+	ug_recorder_get_stats(r, &st);
+	assert_int_equal(st.packets, 5);
+	assert_int_equal(count_pcap_records(raw, UG_RAW_LINKTYPE), 5);
+	ug_recorder_free(r);
+	unlink(raw);
+	free(raw);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -472,6 +497,7 @@ int main(void)
 		cmocka_unit_test(test_truncated_tail_is_reported),
 		cmocka_unit_test(test_full_disk_is_an_error_and_decoding_goes_on),
 		cmocka_unit_test(test_sessions_get_their_own_device_numbers),
+		cmocka_unit_test(test_packet_limit_is_exact),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

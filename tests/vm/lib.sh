@@ -101,7 +101,9 @@ ug_spawn() {
 	_n=$1
 	_t=$2
 	shift 2
-	timeout -k 5 "$_t" "$@" >"$UG_VM_WORK/$_n.log" 2>&1 &
+	# The VM slot's descriptor (8) stays with the test and its VMs: a helper
+	# process that outlived its test must not keep the slot taken.
+	timeout -k 5 "$_t" "$@" >"$UG_VM_WORK/$_n.log" 2>&1 8>&- &
 	echo $! >"$UG_VM_WORK/$_n.pid"
 }
 
@@ -490,11 +492,19 @@ vm_running() { kill -0 "$(cat "$(vm_dir "$1")/pid")" 2>/dev/null; }
 # extended REGEX and prints it (the first one). Returns 1 on timeout, 2 when
 # the VM ended without printing it. The host seconds from the VM's start to
 # the match are then in "$(vm_dir NAME)/matched-at".
+# _vm_grep_complete FILE ERE: the first matching line among the complete
+# (newline-terminated) lines of FILE, so that a line the guest is still
+# writing is never taken for a result.
+_vm_grep_complete() {
+	head -n "$(wc -l <"$1" 2>/dev/null || echo 0)" "$1" 2>/dev/null |
+		grep -a -E -m 1 -- "$2" | tr -d '\r'
+}
+
 vm_wait_for() {
 	_dir=$(vm_dir "$1")
 	_end=$(awk -v n="$(date +%s)" -v t="$3" 'BEGIN { print n + t }')
 	while :; do
-		_line=$(grep -a -E -m 1 -- "$2" "$_dir/console.log" 2>/dev/null | tr -d '\r')
+		_line=$(_vm_grep_complete "$_dir/console.log" "$2")
 		if [ -n "$_line" ]; then
 			ug_since "$(cat "$_dir/start")" >"$_dir/matched-at"
 			echo "$_line"
@@ -502,7 +512,7 @@ vm_wait_for() {
 		fi
 		if ! vm_running "$1"; then
 			# One last look: the line may have come with the exit.
-			_line=$(grep -a -E -m 1 -- "$2" "$_dir/console.log" 2>/dev/null | tr -d '\r')
+			_line=$(_vm_grep_complete "$_dir/console.log" "$2")
 			if [ -n "$_line" ]; then
 				ug_since "$(cat "$_dir/start")" >"$_dir/matched-at"
 				echo "$_line"
