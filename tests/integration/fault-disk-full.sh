@@ -32,17 +32,20 @@ if [ "$(id -u)" = 0 ] && unshare -m true 2>/dev/null; then
 		cp '$d/m/o.pcap' '$d/o.pcap'"
 	rc=$(cat "$d/rc" 2>/dev/null)
 	tap_is "-w on a full 16 KiB tmpfs: usbdump exits 1 (usbdump(1): an output could not be written)" "$rc" 1
-	if grep -qE 'error: usbmon pcap: pcap write after [0-9]+ records' "$d/log" && san "$d/log"; then
-		tap_ok "the message names the usbmon pcap and how many records were written"
+	if grep -qE 'error: usbmon pcap.*/m/o\.pcap: pcap write after [0-9]+ records: No space left on device' "$d/log" &&
+		san "$d/log"; then
+		tap_ok "the message names the usbmon pcap's path, the records written and ENOSPC"
 	else
-		tap_fail "the message names the usbmon pcap and how many records were written" "$(cat "$d/log")"
+		tap_fail "the message names the usbmon pcap's path, the records written and ENOSPC" "$(cat "$d/log")"
 	fi
 	said=$(sed -n 's/.* \([0-9][0-9]*\) usbmon records written.*/\1/p' "$d/log")
 	got=$(records "$d/o.pcap")
-	if [ -n "$said" ] && [ "$got" -ge "$said" ]; then
-		tap_ok "tshark reads the $got records written before the disk filled (usbdump says $said)"
+	# The file ends with the last whole record: tshark reads it without error.
+	if [ -n "$said" ] && [ "$got" = "$said" ] && tshark -r "$d/o.pcap" >/dev/null 2>"$d/tshark.err"; then
+		tap_ok "tshark reads the $got whole records written before the disk filled, without error"
 	else
-		tap_fail "tshark reads the records written before the disk filled" "tshark $got, usbdump $said"
+		tap_fail "tshark reads the records written before the disk filled, without error" \
+			"tshark $got, usbdump $said" "$(cat "$d/tshark.err" 2>/dev/null)"
 	fi
 else
 	tap_skip "-w on a full tmpfs" "needs root and unshare -m for a private tmpfs"
