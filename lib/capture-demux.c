@@ -937,6 +937,10 @@ UG_EXPORT int ug_capture_demux_event(ug_capture_demux *d, const struct ug_captur
 		return UG_E_INVAL;
 	if (ev->type == UG_CAPTURE_NOTICE) {
 		d->stats.notices++;
+		/* A file cut short or unreadable loses whatever came after: that is
+		 * traffic not decoded, unlike a skipped frame of another protocol. */
+		if (ev->reason == UG_E_TRUNCATED || ev->reason == UG_E_IO)
+			d->stats.damaged++;
 		logf_(d, UG_LOG_WARNING, "%s", ev->message ? ev->message : "capture notice");
 		return d->first_error;
 	}

@@ -686,6 +686,7 @@ struct ug_capture_demux_stats {
 	uint64_t guest_assumed;     /* usbredir connections whose guest side was assumed */
 	uint64_t gaps;              /* gaps in recorded connections */
 	uint64_t notices;           /* capture NOTICE events */
+	uint64_t damaged;           /* of those, data lost to a cut or unreadable file */
 };
 
 ug_capture_demux *ug_capture_demux_new(ug_recorder *rec);

@@ -910,6 +910,12 @@ static int run(struct app *a)
 			    "one, name its port with --port, or a SPICE server's with --spice-port)");
 		code = EXIT_UNUSABLE;
 	}
+	if (!code && a->have_demux_stats && a->dstats.damaged) {
+		msg("warning", "the capture is damaged (%" PRIu64 " place%s where reading lost "
+		    "data); everything before was written", a->dstats.damaged,
+		    a->dstats.damaged == 1 ? "" : "s");
+		code = EXIT_UNDECODED;
+	}
 	if (!code && (st.decode_errors || st.gaps)) {
 		msg("warning", "some traffic could not be decoded (%" PRIu64 " decode errors, %"
 		    PRIu64 " gaps); everything else was written", st.decode_errors, st.gaps);
