@@ -600,8 +600,13 @@ static void spice_close(ug_capture_demux *d, struct conn *c, uint64_t ts_ns)
 	ug_spice_stream_get_stats(c->spice, &st);
 	d->stats.spice_lz4 += st.lz4_messages[0] + st.lz4_messages[1];
 	spice_label(c, label, sizeof(label));
-	if (st.encrypted)
+	/* A connection taken for SPICE that turned out encrypted is a TLS
+	 * connection: count it once, there. */
+	if (st.encrypted) {
 		d->stats.tls++;
+		if (d->stats.spice > 0)
+			d->stats.spice--;
+	}
 	logf_(d, UG_LOG_INFO,
 	      "connection %u (%s): SPICE closed; %llu/%llu bytes client->server/back, %llu/%llu "
 	      "messages, %llu skipped, %llu LZ4, %llu/%llu usbredir bytes host->guest/back%s",

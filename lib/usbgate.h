@@ -678,7 +678,7 @@ struct ug_capture_demux_stats {
 	uint64_t connections;       /* connections seen */
 	uint64_t usbredir;          /* recorded as raw usbredir */
 	uint64_t spice;             /* SPICE connections (decoded as far as not TLS) */
-	uint64_t spice_usbredir;    /* of those, usbredir channels recorded */
+	uint64_t spice_usbredir;    /* of those, usbredir channels (recorded once they carry data) */
 	uint64_t spice_other;       /* of those, other channels (counted, skipped) */
 	uint64_t spice_lz4;         /* LZ4 SPICEVMC_COMPRESSED_DATA messages decoded */
 	uint64_t tls;               /* encrypted connections, skipped */
