@@ -1893,6 +1893,63 @@ const char *ug_device_bridge_name(const ug_device_bridge *b);
 const char *ug_device_bridge_errmsg(const ug_device_bridge *b);
 void ug_device_bridge_free(ug_device_bridge *b);
 
+/* ---- privileges: running as another user after start-up ----------------- */
+
+/*
+ * A tool started as root for what only root may open (a libusb context, a
+ * live capture, a privileged port, output files in a protected place)
+ * resolves the account to run as before it opens anything, opens
+ * everything, then drops to that account for good: supplementary groups,
+ * then the real, effective and saved group id, then the three user ids.
+ * What is already open stays usable; everything opened later (a device
+ * for a new session, a socket bound on SIGHUP, a file) needs the new
+ * account's permissions.
+ *
+ * The account is "USER" or "USER:GROUP". USER is a name from the passwd
+ * database, or a decimal uid (tried as a name first, as chown(1) does).
+ * Without GROUP the account's primary group applies; GROUP (a name or a
+ * decimal gid) replaces it. The supplementary groups are USER's memberships
+ * in the group database plus the group (getgrouplist()). A uid without a
+ * passwd entry needs GROUP, and then the group is its only one.
+ */
+typedef struct ug_privileges ug_privileges;
+
+/* Longest account text accepted ("USER:GROUP"), in bytes. */
+#define UG_PRIVILEGES_SPEC_MAX 256
+
+/*
+ * Looks the account up now (so that a typo fails before anything is
+ * opened). Returns 0 and a new object, UG_E_INVAL for malformed text (empty
+ * parts, a number out of range, longer than UG_PRIVILEGES_SPEC_MAX, a uid
+ * without a passwd entry and no group), UG_E_NOTFOUND for a name the
+ * databases do not know, UG_E_IO when the lookup itself fails (NSS), or
+ * UG_E_NOMEM; the reason, naming the text, is in errbuf.
+ */
+int ug_privileges_resolve(const char *spec, ug_privileges **ret_priv, char *errbuf,
+                          size_t errbuf_size);
+uint32_t ug_privileges_uid(const ug_privileges *p);
+uint32_t ug_privileges_gid(const ug_privileges *p);
+/* The supplementary groups the drop sets; *ret_count entries, owned by p. */
+const uint32_t *ug_privileges_groups(const ug_privileges *p, size_t *ret_count);
+/* "nobody:nogroup (uid 65534, gid 65534, groups 65534)"; owned by p. */
+const char *ug_privileges_describe(const ug_privileges *p);
+
+/*
+ * Switches the whole process (glibc applies each id change to every
+ * thread) to the account, then checks the result: the three uids and gids
+ * read back as set, the supplementary groups are exactly those, setuid(0)
+ * and setgid(0) fail, and no capability is left in the permitted or
+ * effective set. Returns 0 when dropped; 1 when nothing was done and
+ * ug_privileges_errmsg() says why, for the caller to warn: the account is
+ * uid 0, or the process runs as exactly that account already. Returns
+ * UG_E_STATE when a step fails (not root: EPERM) or a check fails; the
+ * message names the step and the ids. After UG_E_STATE the process may be
+ * half-switched (or root again): the caller must not go on, only exit.
+ */
+int ug_privileges_drop(ug_privileges *p);
+const char *ug_privileges_errmsg(const ug_privileges *p);
+void ug_privileges_free(ug_privileges *p);
+
 
 /* ---- end of areas -------------------------------------------------------- */
 

@@ -43,6 +43,7 @@ struct opts {
 	char *spice_tls_listen, *spice_tls_connect;
 	char **spice_ports;
 	char **rest;
+	char *user;
 };
 
 struct app {
@@ -74,6 +75,7 @@ struct app {
 	struct ug_spice_stream_stats sstats; /* summed over closed connections */
 	uint64_t spice_usbredir, spice_encrypted;
 	uint64_t spice_lz4[2];          /* LZ4 COMPRESSED_DATA messages, by enum ug_dir */
+	ug_privileges *priv;            /* --user, or NULL */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -272,6 +274,25 @@ static gboolean on_signal(gpointer user_data)
 	return G_SOURCE_CONTINUE;
 }
 
+/* --user, like tcpdump -Z: called once the source and the outputs are open. */
+static int drop_privileges(struct app *a)
+{
+	int r;
+
+	if (!a->priv)
+		return 0;
+	r = ug_privileges_drop(a->priv);
+	if (r < 0) {
+		msg("error", "--user: %s", ug_privileges_errmsg(a->priv));
+		return EXIT_FAIL;
+	}
+	if (r > 0)
+		msg("warning", "--user: %s", ug_privileges_errmsg(a->priv));
+	else
+		msg("", "running as %s from now on", ug_privileges_describe(a->priv));
+	return 0;
+}
+
 static int parse_address(const char *what, const char *text, struct ug_address *ret)
 {
 	char err[256];
@@ -307,6 +328,8 @@ static int run_proxy(struct app *a)
 		msg("error", "%s", ug_listener_errmsg(a->listener));
 		return EXIT_FAIL;
 	}
+	if (drop_privileges(a) != 0)
+		return EXIT_FAIL;
 	msg("", "listening on %s for the %s; will connect to %s",
 	    ug_address_format(ug_listener_address(a->listener), buf, sizeof(buf)),
 	    a->o.reverse ? "usb-host" : "usb-guest (QEMU's chardev)", a->o.connect);
@@ -492,6 +515,8 @@ static int run_spice_proxy(struct app *a)
 		    ug_address_format(ug_spice_proxy_tls_address(a->sproxy), buf, sizeof(buf)),
 		    ug_address_format(&a->spice_tls_connect_addr, buf2, sizeof(buf2)));
 	}
+	if (drop_privileges(a) != 0)
+		return EXIT_FAIL;
 	sig1 = g_unix_signal_add(SIGINT, on_signal, a);
 	sig2 = g_unix_signal_add(SIGTERM, on_signal, a);
 	g_main_loop_run(a->loop);
@@ -665,6 +690,8 @@ static int run_file(struct app *a)
 			return EXIT_FAIL;
 		return EXIT_UNUSABLE;
 	}
+	if (drop_privileges(a) != 0)
+		return EXIT_FAIL;
 	/* Reading a file runs no main loop: a signal only sets the flag, and
 	 * the loop below stops the capture so the outputs are finalized. */
 	signal(SIGINT, on_stop_signal);
@@ -741,6 +768,8 @@ static int run_live(struct app *a)
 		msg("error", "%s", ug_capture_errmsg(a->cap));
 		return e == UG_E_INVAL ? EXIT_USAGE : EXIT_FAIL;
 	}
+	if (drop_privileges(a) != 0)
+		return EXIT_FAIL;
 	msg("", "capturing on %s; Ctrl-C stops", a->o.iface);
 	w = g_unix_fd_add(ug_capture_fd(a->cap), G_IO_IN, on_capture_ready, a);
 	tick = g_timeout_add(200, on_capture_tick, a);
@@ -851,6 +880,15 @@ static int run(struct app *a)
 			    (a->o.raw_file && !strcmp(a->o.raw_file, "-")))) {
 		msg("error", "a capture written to stdout needs -q (no text on stdout)");
 		return EXIT_USAGE;
+	}
+	if (a->o.user) {
+		char err[256];
+
+		/* Looked up now, so that a typo fails before anything is opened. */
+		if (ug_privileges_resolve(a->o.user, &a->priv, err, sizeof(err)) < 0) {
+			msg("error", "--user: %s", err);
+			return EXIT_USAGE;
+		}
 	}
 
 	a->rec = ug_recorder_new();
@@ -984,6 +1022,9 @@ int main(int argc, char **argv)
 		  "SPICE proxy: PEM CA to verify the server with (default: the system's)", "FILE" },
 		{ "spice-port", 0, 0, G_OPTION_ARG_STRING_ARRAY, &a->o.spice_ports,
 		  "Captures: connections on PORT are SPICE, that side the server", "PORT" },
+		{ "user", 'Z', 0, G_OPTION_ARG_STRING, &a->o.user,
+		  "Once the capture, listening sockets and output files are open, run as USER "
+		  "(and GROUP) instead of root, like tcpdump -Z", "USER[:GROUP]" },
 		{ "debug", 0, 0, G_OPTION_ARG_NONE, &a->o.debug, "Also print debug messages", NULL },
 		{ G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &a->o.rest, NULL, "[FILTER...]" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL }
@@ -1033,5 +1074,7 @@ int main(int argc, char **argv)
 	g_free(a->o.tls_key);
 	g_free(a->o.tls_ca);
 	g_strfreev(a->o.spice_ports);
+	g_free(a->o.user);
+	ug_privileges_free(a->priv);
 	return code;
 }

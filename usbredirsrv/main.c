@@ -858,7 +858,7 @@ static gboolean on_sighup(gpointer data)
 		g_message("SIGHUP: no --config file to re-read");
 		return G_SOURCE_CONTINUE;
 	}
-	if (srv_read_config(srv->opts.config, &specs, &filter, &verbosity, &err) < 0) {
+	if (srv_read_config(srv->opts.config, &specs, &filter, &verbosity, NULL, &err) < 0) {
 		g_warning("SIGHUP: keeping the running configuration: %s", err);
 		g_free(err);
 		return G_SOURCE_CONTINUE;
@@ -954,6 +954,8 @@ int main(int argc, char **argv)
 {
 	struct server srv;
 	GPtrArray *config_specs = NULL;
+	ug_privileges *priv = NULL;
+	int user_from_file = 0;
 	char err[256];
 	int r;
 
@@ -971,7 +973,10 @@ int main(int argc, char **argv)
 
 		char *file_filter = NULL;
 
-		if (srv_read_config(srv.opts.config, &config_specs, &file_filter, &v, &cerr) < 0) {
+		/* --user on the command line wins over user= in the file. */
+		user_from_file = !srv.opts.user;
+		if (srv_read_config(srv.opts.config, &config_specs, &file_filter, &v,
+		                    srv.opts.user ? NULL : &srv.opts.user, &cerr) < 0) {
 			fprintf(stderr, "usbredirsrv: %s\n", cerr);
 			g_free(cerr);
 			srv_options_clear(&srv.opts);
@@ -997,6 +1002,17 @@ int main(int argc, char **argv)
 			srv.verbosity = v;
 	}
 	log_verbosity = srv.verbosity;
+	/* --user (or user=): looked up before anything is opened. */
+	if (srv.opts.user && !srv.opts.list &&
+	    ug_privileges_resolve(srv.opts.user, &priv, err, sizeof(err)) < 0) {
+		if (user_from_file)
+			fprintf(stderr, "usbredirsrv: %s: [usbredirsrv]: user: %s\n",
+			        srv.opts.config, err);
+		else
+			fprintf(stderr, "usbredirsrv: --user: %s\n", err);
+		srv.exit_code = SRV_EXIT_USAGE;
+		goto out;
+	}
 	if (srv.opts.filter && ug_usb_filter_parse(srv.opts.filter, &srv.filter, err,
 	                                            sizeof(err)) < 0) {
 		fprintf(stderr, "usbredirsrv: %s\n", err);
@@ -1056,6 +1072,20 @@ int main(int argc, char **argv)
 		if (!srv.spice)
 			goto out;
 	}
+	/* Everything root was needed for is open: the libusb context (and its
+	 * hotplug socket), the listening sockets and the --pcap file. */
+	if (priv) {
+		r = ug_privileges_drop(priv);
+		if (r < 0) {
+			fprintf(stderr, "usbredirsrv: --user: %s\n", ug_privileges_errmsg(priv));
+			srv.exit_code = SRV_EXIT_FAILURE;
+			goto out;
+		}
+		if (r > 0)
+			g_warning("--user: %s", ug_privileges_errmsg(priv));
+		else
+			g_message("running as %s from now on", ug_privileges_describe(priv));
+	}
 	g_unix_signal_add(SIGTERM, on_sigterm, &srv);
 	g_unix_signal_add(SIGINT, on_sigterm, &srv);
 	g_unix_signal_add(SIGHUP, on_sighup, &srv);
@@ -1077,6 +1107,7 @@ out:
 	ug_usb_filter_free(srv.filter);
 	if (config_specs)
 		g_ptr_array_unref(config_specs);
+	ug_privileges_free(priv);
 	if (srv.loop)
 		g_main_loop_unref(srv.loop);
 	if (srv.exit_code == SRV_EXIT_OK && !srv.opts.list)

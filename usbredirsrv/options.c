@@ -179,6 +179,9 @@ int srv_parse_options(int *argc, char ***argv, struct srv_options *o)
 		  "With --spice: rules for devices present at start (default: none)", "RULES" },
 		{ "no-reconnect", 0, 0, G_OPTION_ARG_NONE, &o->no_reconnect,
 		  "With --spice: exit when the SPICE session ends instead of reconnecting", NULL },
+		{ "user", 'u', 0, G_OPTION_ARG_STRING, &o->user,
+		  "Once the devices, sockets and --pcap are open, run as USER (and GROUP) "
+		  "instead of root", "USER[:GROUP]" },
 		{ "list", 'l', 0, G_OPTION_ARG_NONE, &list,
 		  "List USB devices and which export would take each, then exit", NULL },
 		{ "verbose", 'v', G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, (void *)on_verbose,
@@ -288,6 +291,7 @@ void srv_options_clear(struct srv_options *o)
 	g_free(o->from);
 	g_free(o->auto_connect);
 	g_free(o->redirect_on_connect);
+	g_free(o->user);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -353,13 +357,13 @@ fail:
 }
 
 int srv_read_config(const char *path, GPtrArray **ret_exports, char **ret_filter,
-                    int *ret_verbosity, char **ret_error)
+                    int *ret_verbosity, char **ret_user, char **ret_error)
 {
 	GKeyFile *kf = g_key_file_new();
 	GError *gerr = NULL;
 	GPtrArray *exports = g_ptr_array_new_with_free_func(srv_export_spec_free);
 	char **groups = NULL;
-	char *filter = NULL;
+	char *filter = NULL, *user = NULL;
 	int verbosity = -1;
 
 	if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &gerr)) {
@@ -394,9 +398,22 @@ int srv_read_config(const char *path, GPtrArray **ret_exports, char **ret_filter
 						g_strfreev(keys);
 						goto fail;
 					}
+				} else if (strcmp(*k, "user") == 0) {
+					/* Looked up by main() with the command line's. */
+					g_free(user);
+					user = g_key_file_get_string(kf, *g, "user", NULL);
+					if (!user || user[0] == '\0' ||
+					    strlen(user) > UG_PRIVILEGES_SPEC_MAX) {
+						*ret_error = g_strdup_printf(
+							"%s: [usbredirsrv]: user must be USER or USER:GROUP, "
+							"at most %u bytes", path, UG_PRIVILEGES_SPEC_MAX);
+						g_strfreev(keys);
+						goto fail;
+					}
 				} else {
 					*ret_error = g_strdup_printf("%s: [usbredirsrv]: unknown key \"%s\" "
-					                             "(known: filter, verbose)", path, *k);
+					                             "(known: filter, verbose, user)", path,
+					                             *k);
 					g_strfreev(keys);
 					goto fail;
 				}
@@ -432,11 +449,18 @@ int srv_read_config(const char *path, GPtrArray **ret_exports, char **ret_filter
 	}
 	if (verbosity >= 0)
 		*ret_verbosity = verbosity;
+	if (user && ret_user) {
+		g_free(*ret_user);
+		*ret_user = user;
+	} else {
+		g_free(user);
+	}
 	return 0;
 fail:
 	g_strfreev(groups);
 	g_key_file_free(kf);
 	g_ptr_array_unref(exports);
 	g_free(filter);
+	g_free(user);
 	return -1;
 }

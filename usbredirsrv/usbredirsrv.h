@@ -36,6 +36,7 @@ struct srv_options {
 	char *from;          /* --from ADDRESS (with --spice), or NULL */
 	char *auto_connect;  /* --auto-connect-filter RULES, or NULL for spice-gtk's default */
 	char *redirect_on_connect; /* --redirect-on-connect RULES, or NULL */
+	char *user;          /* --user USER[:GROUP] (or user= from the file), or NULL */
 	int no_reconnect;
 	int list;
 	int verbosity;
@@ -46,14 +47,15 @@ int srv_parse_options(int *argc, char ***argv, struct srv_options *ret_opts);
 void srv_options_clear(struct srv_options *opts);
 
 /*
- * Reads the key file: the optional [usbredirsrv] group (filter, verbose) and
- * one [export NAME] group per export (device, listen or connect, filter).
- * Fills *ret_exports (a new array of struct srv_export_spec *) and, if the
- * file sets them, *ret_filter and *ret_verbosity (left alone otherwise).
+ * Reads the key file: the optional [usbredirsrv] group (filter, verbose,
+ * user) and one [export NAME] group per export (device, listen or connect,
+ * filter). Fills *ret_exports (a new array of struct srv_export_spec *) and,
+ * if the file sets them, *ret_filter, *ret_verbosity and *ret_user (left
+ * alone otherwise; ret_user may be NULL: the user is read at start only).
  * Returns 0, or -1 with the reason (naming the file and group) in *ret_error.
  */
 int srv_read_config(const char *path, GPtrArray **ret_exports, char **ret_filter,
-                    int *ret_verbosity, char **ret_error);
+                    int *ret_verbosity, char **ret_user, char **ret_error);
 
 /* Splits "SELECTOR@ADDRESS" (checking both parts); 0 or -1 with *ret_error. */
 int srv_split_mapping(const char *text, char **ret_device, char **ret_address,
