@@ -20,6 +20,7 @@ struct session {
 	int lost[2];            /* per direction: decoding stopped after a gap */
 	int failed;             /* the decoder gave up on the session for good */
 	int ended;
+	int unknown_said;       /* an unknown packet type was warned about */
 };
 
 struct output {
@@ -278,6 +279,21 @@ static void record_packet(ug_recorder *r, struct session *s, const struct ug_usb
 	if (r->packet_limit && r->stats.packets >= r->packet_limit)
 		return;
 	r->stats.packets++;
+	if (!pkt->known) {
+		/* Framing holds (it is skipped by its length), but nothing in it is
+		 * understood: counted always, said once per session so that a
+		 * peer sending many does not flood the log. */
+		r->stats.unknown_packets++;
+		if (!s->unknown_said) {
+			s->unknown_said = 1;
+			logf_(r, UG_LOG_WARNING,
+			      "session %d: %s offset %llu: unknown usbredir packet type %u, "
+			      "length %u: not decoded (further ones in this session are only "
+			      "counted)",
+			      s->number, dir_name(pkt->dir), (unsigned long long)pkt->offset,
+			      pkt->type, pkt->length);
+		}
+	}
 	if (r->raw.w && !r->raw.error) {
 		struct ug_raw_record raw = {
 			.dir = pkt->dir,
