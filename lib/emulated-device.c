@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* emulated-device.c: the usb-host endpoint that answers a guest from a recorded session. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,21 +74,8 @@ struct ug_emulated_device {
 	char errmsg[UG_ERRMSG_SIZE];
 };
 
-static void logf_(ug_emulated_device *d, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void logf_(ug_emulated_device *d, int level, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	if (!d->log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	d->log(level, msg, d->log_data);
-}
+/* Logs through the object's callback (lib/error.c formats). */
+#define logf_(o, ...) ug_log_emit((o)->log, (o)->log_data, __VA_ARGS__)
 
 static int ep_index(uint8_t ep)
 {

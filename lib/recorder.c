@@ -54,21 +54,8 @@ static const char *dir_name(enum ug_dir dir)
 	return dir == UG_DIR_G2H ? "guest->host" : "host->guest";
 }
 
-static void logf_(ug_recorder *r, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void logf_(ug_recorder *r, int level, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	if (!r->log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	r->log(level, msg, r->log_user);
-}
+/* Logs through the object's callback (lib/error.c formats). */
+#define logf_(o, ...) ug_log_emit((o)->log, (o)->log_user, __VA_ARGS__)
 
 UG_EXPORT ug_recorder *ug_recorder_new(void)
 {
