@@ -93,21 +93,8 @@ struct ug_capture_demux {
 	char errmsg[UG_ERRMSG_SIZE];
 };
 
-static void logf_(ug_capture_demux *d, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void logf_(ug_capture_demux *d, int level, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	if (!d->log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	d->log(level, msg, d->log_user);
-}
+/* Logs through the object's callback (lib/error.c formats). */
+#define logf_(o, ...) ug_log_emit((o)->log, (o)->log_user, __VA_ARGS__)
 
 static void note_error(ug_capture_demux *d, int e)
 {

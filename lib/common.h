@@ -87,4 +87,19 @@ static inline void ug_put_be32(uint8_t *p, uint32_t v)
 int ug_errmsg_set(char *buf, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Size of one log message, its NUL included; a longer one is cut. */
+#define UG_LOG_MSG_SIZE 512
+
+/*
+ * Formats one message and hands it to an object's log callback fn with
+ * user_data (nothing happens when fn is NULL). Every module logs through
+ * these, usually behind a one-line macro of its own:
+ *   #define logf_(o, ...) ug_log_emit((o)->log, (o)->log_user, __VA_ARGS__)
+ * The message is a stack buffer, valid only during the callback.
+ */
+void ug_log_emit(ug_log_fn fn, void *user_data, int level, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void ug_log_vemit(ug_log_fn fn, void *user_data, int level, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
+
 #endif /* UG_COMMON_H */

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* emulated-device.c: the usb-host endpoint that answers a guest from a recorded session. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +63,7 @@ struct ug_emulated_device {
 	ug_usbredir_session *s;
 	uint32_t caps;
 	int started, ended, hello_seen;
+	uint64_t fed;           /* guest bytes fed to the decoder */
 	uint8_t bot_tag[4];
 	int bot_tag_valid;
 	uint8_t configuration;
@@ -74,21 +74,8 @@ struct ug_emulated_device {
 	char errmsg[UG_ERRMSG_SIZE];
 };
 
-static void logf_(ug_emulated_device *d, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void logf_(ug_emulated_device *d, int level, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	if (!d->log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	d->log(level, msg, d->log_data);
-}
+/* Logs through the object's callback (lib/error.c formats). */
+#define logf_(o, ...) ug_log_emit((o)->log, (o)->log_data, __VA_ARGS__)
 
 static int ep_index(uint8_t ep)
 {
@@ -851,6 +838,7 @@ static void on_data(ug_transport *t, const uint8_t *data, size_t len, void *user
 		return;
 	if ((rc = ug_usbredir_session_feed(d->s, UG_DIR_G2H, data, len)) < 0)
 		goto fatal;
+	d->fed += len;
 	for (;;) {
 		rc = ug_usbredir_session_next(d->s, UG_DIR_G2H, &p);
 		if (rc == 0)
@@ -886,8 +874,18 @@ fatal:
 static void on_closed(ug_transport *t, int error, const char *message, void *user_data)
 {
 	ug_emulated_device *d = user_data;
+	uint64_t done;
 
 	(void)t;
+	/* A guest that stops inside a packet sent a request that is neither
+	 * answered nor counted: say so, as the recorder does for a capture.
+	 * It is not a divergence: every request the guest completed was. */
+	done = d->s ? ug_usbredir_session_offset(d->s, UG_DIR_G2H) : 0;
+	if (!d->ended && d->fed > done)
+		logf_(d, UG_LOG_WARNING,
+		      "guest->host: the stream ends inside a packet: %llu bytes after offset "
+		      "%llu were not decoded",
+		      (unsigned long long)(d->fed - done), (unsigned long long)done);
 	finish(d, error, message);
 }
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* error.c: the library version, ug_strerror() from the one error list, detail messages. */
+/* error.c: the library version, ug_strerror() from the one error list, detail and log messages. */
 #include <stdio.h>
 
 #include "common.h"
@@ -30,4 +30,23 @@ int ug_errmsg_set(char *buf, int code, const char *fmt, ...)
 	vsnprintf(buf, UG_ERRMSG_SIZE, fmt, ap);
 	va_end(ap);
 	return code;
+}
+
+void ug_log_vemit(ug_log_fn fn, void *user_data, int level, const char *fmt, va_list ap)
+{
+	char msg[UG_LOG_MSG_SIZE];
+
+	if (!fn)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	fn(level, msg, user_data);
+}
+
+void ug_log_emit(ug_log_fn fn, void *user_data, int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	ug_log_vemit(fn, user_data, level, fmt, ap);
+	va_end(ap);
 }

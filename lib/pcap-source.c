@@ -130,9 +130,26 @@ UG_EXPORT int ug_capture_open_file(ug_capture *c, const char *path)
 		return ret;
 	if (!path)
 		return ug_errmsg_set(c->err, UG_E_INVAL, "no file name");
-	p = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_NANO, errbuf);
-	if (!p)
-		return ug_errmsg_set(c->err, UG_E_IO, "%s: %s", path, errbuf);
+	if (strcmp(path, "-") == 0) {
+		p = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_NANO,
+		                                            errbuf);
+		if (!p)
+			return ug_errmsg_set(c->err, UG_E_IO, "standard input: %s", errbuf);
+	} else {
+		/* Opened here, not by libpcap, whose message for a file it cannot
+		 * open already carries the path: each message names it once. */
+		FILE *fp = fopen(path, "rb");
+
+		if (!fp)
+			return ug_errmsg_set(c->err, UG_E_IO, "%s: %s", path, strerror(errno));
+		p = pcap_fopen_offline_with_tstamp_precision(fp, PCAP_TSTAMP_PRECISION_NANO,
+		                                             errbuf);
+		if (!p) {
+			/* On failure libpcap leaves fp to the caller. */
+			fclose(fp);
+			return ug_errmsg_set(c->err, UG_E_IO, "%s: %s", path, errbuf);
+		}
+	}
 	if (fstat(fileno(pcap_file(p)), &stb) == 0 && S_ISREG(stb.st_mode))
 		c->file_size = (uint64_t)stb.st_size;
 	return adopt(c, p, path);

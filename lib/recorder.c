@@ -20,6 +20,7 @@ struct session {
 	int lost[2];            /* per direction: decoding stopped after a gap */
 	int failed;             /* the decoder gave up on the session for good */
 	int ended;
+	int unknown_said;       /* an unknown packet type was warned about */
 };
 
 struct output {
@@ -53,21 +54,8 @@ static const char *dir_name(enum ug_dir dir)
 	return dir == UG_DIR_G2H ? "guest->host" : "host->guest";
 }
 
-static void logf_(ug_recorder *r, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void logf_(ug_recorder *r, int level, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	if (!r->log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	r->log(level, msg, r->log_user);
-}
+/* Logs through the object's callback (lib/error.c formats). */
+#define logf_(o, ...) ug_log_emit((o)->log, (o)->log_user, __VA_ARGS__)
 
 UG_EXPORT ug_recorder *ug_recorder_new(void)
 {
@@ -278,6 +266,21 @@ static void record_packet(ug_recorder *r, struct session *s, const struct ug_usb
 	if (r->packet_limit && r->stats.packets >= r->packet_limit)
 		return;
 	r->stats.packets++;
+	if (!pkt->known) {
+		/* Framing holds (it is skipped by its length), but nothing in it is
+		 * understood: counted always, said once per session so that a
+		 * peer sending many does not flood the log. */
+		r->stats.unknown_packets++;
+		if (!s->unknown_said) {
+			s->unknown_said = 1;
+			logf_(r, UG_LOG_WARNING,
+			      "session %d: %s offset %llu: unknown usbredir packet type %u, "
+			      "length %u: not decoded (further ones in this session are only "
+			      "counted)",
+			      s->number, dir_name(pkt->dir), (unsigned long long)pkt->offset,
+			      pkt->type, pkt->length);
+		}
+	}
 	if (r->raw.w && !r->raw.error) {
 		struct ug_raw_record raw = {
 			.dir = pkt->dir,

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* replay-guest.c: the usb-guest endpoint that sends recorded requests to a live usb-host and compares. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,8 +48,8 @@ struct ug_replay_guest {
 	char errmsg[UG_ERRMSG_SIZE];
 };
 
-static void logf_(ug_replay_guest *g, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+/* Logs through the object's callback (lib/error.c formats). */
+#define logf_(o, ...) ug_log_emit((o)->log, (o)->log_data, __VA_ARGS__)
 
 /* Data packet types a host also sends on its own (interrupt receiving, iso
  * streams, buffered bulk receiving). */
@@ -58,19 +57,6 @@ static int is_pushed_type(uint32_t type)
 {
 	return type == usb_redir_interrupt_packet || type == usb_redir_iso_packet ||
 	       type == usb_redir_buffered_bulk_packet;
-}
-
-static void logf_(ug_replay_guest *g, int level, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	if (!g->log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	g->log(level, msg, g->log_data);
 }
 
 UG_EXPORT ug_replay_guest *ug_replay_guest_new(const ug_recording *rec,

@@ -380,20 +380,8 @@ struct ug_spice_client {
 
 static void conn_io(struct conn *k, GIOCondition rev);
 
-static void logf_(ug_spice_client *c, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void logf_(ug_spice_client *c, int level, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	if (!c || !c->log_fn)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	c->log_fn(level, msg, c->log_data);
-}
+/* Logs through the object's callback (lib/error.c formats). */
+#define logf_(o, ...) ug_log_emit((o)->log_fn, (o)->log_data, __VA_ARGS__)
 
 static const char *conn_name(const struct conn *k, char *buf, size_t size)
 {

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* spice-proxy.c: forwards a SPICE client's channel connections to the server and decodes a copy of each. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,20 +329,8 @@ struct ug_spice_proxy {
 	char err[UG_ERRMSG_SIZE];
 };
 
-static void logf_(ug_spice_proxy *p, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void logf_(ug_spice_proxy *p, int level, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	if (!p->log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	p->log(level, msg, p->log_user);
-}
+/* Logs through the object's callback (lib/error.c formats). */
+#define logf_(o, ...) ug_log_emit((o)->log, (o)->log_user, __VA_ARGS__)
 
 static void conn_free(struct sconn *k)
 {

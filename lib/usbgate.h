@@ -557,7 +557,9 @@ const char *ug_render_status_name(uint32_t status);
  *
  * Decoding problems never stop a recording: they are counted, reported
  * through the log callback with the session, direction, offset and numbers,
- * and decoding goes on where the framing allows. Output write errors are
+ * and decoding goes on where the framing allows. A packet of an unknown
+ * type is recorded as it is and counted; the first of each session is
+ * logged at UG_LOG_WARNING. Output write errors are
  * sticky per output: that output stops, the others go on, and
  * ug_recorder_finish() returns the first error.
  */
@@ -571,6 +573,7 @@ struct ug_recorder_stats {
 	uint64_t usbmon_records; /* records written to the usbmon pcap */
 	uint64_t transfers;      /* completed transfers (usbmon completions) */
 	uint32_t sessions;
+	uint64_t unknown_packets; /* packets of an unknown type, skipped by length */
 };
 
 ug_recorder *ug_recorder_new(void);
@@ -1524,8 +1527,10 @@ int ug_replay_report_write_junit(const ug_replay_report *r, FILE *out);
  *
  * Guest input is bounded: packets above the limit (default
  * UG_EMULATED_DEFAULT_MAX_PACKET) are skipped and reported; decoding errors
- * are reported and skipped by length. Runs on the thread-default main
- * context; the done callback comes once the transport ended.
+ * are reported and skipped by length; a guest that closes inside a packet
+ * is logged (UG_LOG_WARNING, bytes and offset), not reported. Runs on the
+ * thread-default main context; the done callback comes once the transport
+ * ended.
  */
 typedef struct ug_emulated_device ug_emulated_device;
 

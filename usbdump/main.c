@@ -819,10 +819,10 @@ static int open_output(struct app *a, const char *what, const char *path,
 static void summary(struct app *a, struct ug_recorder_stats *st)
 {
 	msg("", "%u session%s, %" PRIu64 " usbredir packets (%" PRIu64 " bytes), %" PRIu64
-	    " transfers, %" PRIu64 " decode errors, %" PRIu64 " gaps, %" PRIu64
-	    " usbmon records written",
+	    " transfers, %" PRIu64 " decode errors, %" PRIu64 " packets of unknown type, %" PRIu64
+	    " gaps, %" PRIu64 " usbmon records written",
 	    st->sessions, st->sessions == 1 ? "" : "s", st->packets, st->bytes, st->transfers,
-	    st->decode_errors, st->gaps, st->usbmon_records);
+	    st->decode_errors, st->unknown_packets, st->gaps, st->usbmon_records);
 	if (a->demux) {
 		struct ug_capture_demux_stats d;
 

@@ -181,12 +181,22 @@ static int start_transport(struct app *a)
 		ug_spice_client_set_log(a->spice, log_cb, a);
 		ug_spice_client_set_callbacks(a->spice, &cb, a);
 		if ((rc = ug_spice_client_set_uri(a->spice, a->o.spice)) < 0 ||
-		    (a->o.password_file &&
-		     (rc = ug_spice_client_set_password_file(a->spice, a->o.password_file)) < 0) ||
-		    (env && (rc = ug_spice_client_set_password_env(a->spice, env)) < 0) ||
 		    (a->o.ca_file && (rc = ug_spice_client_set_ca_file(a->spice, a->o.ca_file)) < 0)) {
 			fprintf(stderr, "usbreplay: %s\n", ug_spice_client_errmsg(a->spice));
 			return rc == UG_E_INVAL ? EXIT_USAGE : EXIT_RUNTIME;
+		}
+		/* A password file that cannot be read or a variable that is not
+		 * set is a bad argument, found before anything is connected. */
+		if (a->o.password_file &&
+		    ug_spice_client_set_password_file(a->spice, a->o.password_file) < 0) {
+			fprintf(stderr, "usbreplay: --password-file: %s\n",
+				ug_spice_client_errmsg(a->spice));
+			return EXIT_USAGE;
+		}
+		if (env && ug_spice_client_set_password_env(a->spice, env) < 0) {
+			fprintf(stderr, "usbreplay: %s%s: %s\n", a->o.password_env ? "--password-env " : "",
+				env, ug_spice_client_errmsg(a->spice));
+			return EXIT_USAGE;
 		}
 		if (a->o.no_verify)
 			ug_spice_client_set_verify(a->spice, 0);

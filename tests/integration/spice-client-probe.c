@@ -51,8 +51,7 @@ struct probe {
 	unsigned nch;
 	unsigned hellos;
 	/* Passive decoders of the tapped wire, per channel connection. */
-	ug_spice_conn_dec *tap[2][MAX_CH + 1];
-	GByteArray *tapq[2][MAX_CH + 1][2];
+	ug_spice_stream *tap[2][MAX_CH + 1];
 	unsigned lz4_sent, lz4_received, vmc_sent, vmc_received;
 	FILE *rec[16][2];
 };
@@ -643,8 +642,8 @@ static void on_wire(unsigned type, unsigned id, int from_server, const uint8_t *
 	struct probe *p = user_data;
 	unsigned slot = type == 9 && id < MAX_CH ? id + 1 : 0;
 	int kind = type == 9 ? 1 : 0;
-	ug_spice_conn_dec **dp = &p->tap[kind][slot];
-	struct ug_spice_conn_event ev;
+	ug_spice_stream **dp = &p->tap[kind][slot];
+	struct ug_spice_stream_event ev;
 	int r;
 
 	if (p->record_dir && slot < 16) {
@@ -665,53 +664,39 @@ static void on_wire(unsigned type, unsigned id, int from_server, const uint8_t *
 	}
 	/* A new link on the same channel (reconnect, TLS retry) starts over. */
 	if (!from_server && len >= 4 && memcmp(data, "REDQ", 4) == 0) {
-		ug_spice_conn_dec_free(*dp);
+		ug_spice_stream_free(*dp);
 		*dp = NULL;
-		for (int i = 0; i < 2; i++)
-			if (p->tapq[kind][slot][i])
-				g_byte_array_set_size(p->tapq[kind][slot][i], 0);
 	}
 	if (!*dp)
-		*dp = ug_spice_conn_dec_new();
-	/* The tap's bytes live only during this call: queue them, and decode from the queues. */
-	for (int i = 0; i < 2; i++)
-		if (!p->tapq[kind][slot][i])
-			p->tapq[kind][slot][i] = g_byte_array_new();
-	g_byte_array_append(p->tapq[kind][slot][from_server], data, (guint)len);
-	/* A reply may unblock the other direction, so both are tried, twice. */
-	for (int round = 0; round < 2; round++) {
-		for (int dir = 0; dir < 2; dir++) {
-			GByteArray *q = p->tapq[kind][slot][dir];
-			size_t left;
-
-			if (q->len == 0 || ug_spice_conn_dec_feed(*dp, dir, q->data, q->len) < 0)
-				continue;
-			while ((r = ug_spice_conn_dec_next(*dp, dir, &ev)) != 0) {
-				if (r < 0) {
-					fprintf(stderr, "probe: tap: %s\n",
-					        ug_spice_conn_dec_errmsg(*dp));
-					if (r != UG_E_TOOBIG)
-						break;
-					continue;
-				}
-				if (ev.kind != UG_SPICE_EV_MESSAGE || type != 9)
-					continue;
-				if (ev.unit.type == SPICE_MSG_SPICEVMC_COMPRESSED_DATA) {
-					if (dir)
-						p->lz4_received++;
-					else
-						p->lz4_sent++;
-				} else if (ev.unit.type == SPICE_MSG_SPICEVMC_DATA) {
-					if (dir)
-						p->vmc_received++;
-					else
-						p->vmc_sent++;
-				}
-			}
-			left = ug_spice_conn_dec_unfeed(*dp, dir);
-			g_byte_array_remove_range(q, 0, (guint)(q->len - left));
+		*dp = ug_spice_stream_new();
+	/* The tap's bytes live only during this call: the decoder copies what it
+	 * holds (a direction waiting for the other's link) once drained. */
+	if (!*dp || ug_spice_stream_feed(*dp, from_server, data, len) < 0)
+		return;
+	while ((r = ug_spice_stream_next(*dp, &ev)) > 0) {
+		if (ev.type == UG_SPICE_STREAM_ERROR || ev.type == UG_SPICE_STREAM_NOTICE ||
+		    ev.type == UG_SPICE_STREAM_USBREDIR_GAP) {
+			fprintf(stderr, "probe: tap: %s\n", ev.message);
+			continue;
+		}
+		/* Each usbredir event is one non-empty spicevmc message; H2G is what this
+		 * client (the usb-host) sent. */
+		if (ev.type != UG_SPICE_STREAM_USBREDIR_DATA || type != 9)
+			continue;
+		if (ev.compressed) {
+			if (ev.dir == UG_DIR_G2H)
+				p->lz4_received++;
+			else
+				p->lz4_sent++;
+		} else {
+			if (ev.dir == UG_DIR_G2H)
+				p->vmc_received++;
+			else
+				p->vmc_sent++;
 		}
 	}
+	if (r < 0)
+		fprintf(stderr, "probe: tap: %s\n", ug_strerror(r));
 }
 
 static gboolean on_stdin(gint fd, GIOCondition cond, gpointer user_data)
@@ -882,12 +867,8 @@ int main(int argc, char **argv)
 	forget_channels(&p);
 	ug_spice_client_free(p.c);
 	for (int k = 0; k < 2; k++) {
-		for (unsigned i = 0; i <= MAX_CH; i++) {
-			ug_spice_conn_dec_free(p.tap[k][i]);
-			for (int j = 0; j < 2; j++)
-				if (p.tapq[k][i][j])
-					g_byte_array_free(p.tapq[k][i][j], TRUE);
-		}
+		for (unsigned i = 0; i <= MAX_CH; i++)
+			ug_spice_stream_free(p.tap[k][i]);
 	}
 	for (int i = 0; i < 16; i++)
 		for (int j = 0; j < 2; j++)

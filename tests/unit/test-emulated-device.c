@@ -337,6 +337,48 @@ static void test_hostile_guest(void **state)
 	stop(f);
 }
 
+static void log_cb(int level, const char *message, void *user_data)
+{
+	GString *log = user_data;
+
+	g_string_append_printf(log, "%d %s\n", level, message);
+}
+
+/* A guest that closes inside a packet is said, with the bytes and the
+ * offset, but is no divergence. */
+static void test_guest_closes_inside_a_packet(void **state)
+{
+	struct fx *f = *state;
+	GString *log = g_string_new("");
+	uint8_t cut[20];
+	struct ug_replay_summary sum;
+	char want[160];
+
+	start(f, 0);
+	ug_emulated_device_set_log(f->dev, log_cb, log);
+	/* A control packet's 16-byte header (10 bytes to follow), then 4 of them. */
+	memset(cut, 0, sizeof(cut));
+	cut[0] = usb_redir_control_packet;
+	cut[4] = 10;
+	cut[8] = 7;
+	tg_peer_send_bytes(&f->guest, cut, sizeof(cut));
+	tg_run_ms(100);
+	assert_false(f->done);
+	ug_transport_close(f->guest.t);
+	tg_run_ms(100);
+	assert_true(f->done);
+	/* The guest's hello took the first 80 bytes (12 + 64 + 4). */
+	snprintf(want, sizeof(want),
+		 "%d guest->host: the stream ends inside a packet: 20 bytes after offset 80 "
+		 "were not decoded\n", UG_LOG_WARNING);
+	assert_non_null(strstr(log->str, want));
+	ug_replay_report_summary(ug_emulated_device_report(f->dev), &sum);
+	assert_int_equal(sum.diverged, 0);
+	assert_int_equal(sum.requests, 0);
+	stop(f);
+	g_string_free(log, TRUE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -347,6 +389,7 @@ int main(void)
 		cmocka_unit_test(test_strict),
 		cmocka_unit_test(test_stream),
 		cmocka_unit_test(test_hostile_guest),
+		cmocka_unit_test(test_guest_closes_inside_a_packet),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

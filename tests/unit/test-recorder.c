@@ -395,6 +395,54 @@ static void test_truncated_tail_is_reported(void **state)
 	ug_recorder_free(r);
 }
 
+/* A packet of type 0x7777 with 4 bytes after its 16-byte header. */
+static size_t put_unknown(uint8_t *out)
+{
+	static const uint8_t pkt[20] = { 0x77, 0x77, 0, 0, 4, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0,
+					 'a', 'b', 'c', 'd' };
+
+	memcpy(out, pkt, sizeof(pkt));
+	return sizeof(pkt);
+}
+
+/* Unknown packet types are counted, warned about once per session, and no decode error. */
+static void test_unknown_types_are_counted_and_said_once_per_session(void **state)
+{
+	struct session_bytes sb;
+	struct ug_recorder_stats st;
+	struct logbook book = { .text = "", .warnings = 0 };
+	uint8_t tail[60];
+	size_t n = 0;
+	char want[160];
+	ug_recorder *r = ug_recorder_new();
+
+	make_session(&sb);
+	for (int i = 0; i < 3; i++)
+		n += put_unknown(tail + n);
+	ug_recorder_set_log(r, log_to_book, &book);
+	for (int k = 1; k <= 2; k++) {
+		assert_int_equal(ug_recorder_add_session(r, "unknown"), k);
+		feed_session(r, k, &sb, 4096);
+		/* Session 1 gets three, session 2 one. */
+		assert_int_equal(ug_recorder_feed(r, k, UG_DIR_H2G, tail, k == 1 ? n : 20,
+						  1800000000000000000ull), 0);
+	}
+	assert_int_equal(ug_recorder_finish(r), 0);
+	ug_recorder_get_stats(r, &st);
+	assert_int_equal(st.unknown_packets, 4);
+	assert_int_equal(st.decode_errors, 0);
+	assert_int_equal(st.packets, 2 * (sb.dir[0].npackets + sb.dir[1].npackets) + 4);
+	assert_int_equal(book.warnings, 2);
+	for (int k = 1; k <= 2; k++) {
+		snprintf(want, sizeof(want),
+			 "session %d: host->guest offset %zu: unknown usbredir packet type 30583, "
+			 "length 4: not decoded",
+			 k, sb.dir[1].len);
+		assert_non_null(strstr(book.text, want));
+	}
+	ug_recorder_free(r);
+}
+
 static void test_full_disk_is_an_error_and_decoding_goes_on(void **state)
 {
 	struct session_bytes sb;
@@ -495,6 +543,7 @@ int main(void)
 		cmocka_unit_test(test_byte_by_byte_gives_the_same_files),
 		cmocka_unit_test(test_gap_stops_one_direction_and_says_where),
 		cmocka_unit_test(test_truncated_tail_is_reported),
+		cmocka_unit_test(test_unknown_types_are_counted_and_said_once_per_session),
 		cmocka_unit_test(test_full_disk_is_an_error_and_decoding_goes_on),
 		cmocka_unit_test(test_sessions_get_their_own_device_numbers),
 		cmocka_unit_test(test_packet_limit_is_exact),

@@ -489,6 +489,31 @@ static void test_link_refused(void **state)
 	session_free(&ss);
 }
 
+/* A client that picks SASL: the stream says so and decodes nothing more. */
+static void test_sasl_unsupported(void **state)
+{
+	struct opts o = default_opts;
+	struct session ss;
+	struct result res;
+	static const uint8_t h2g[4] = { 1, 2, 3, 4 };
+	ug_spice_stream *s = ug_spice_stream_new();
+
+	(void)state;
+	build(&o, h2g, sizeof(h2g), h2g, sizeof(h2g), &ss);
+	/* The mechanism word precedes the ticket, which ends the link phase. */
+	ug_put_le32(ss.c2s.data + ss.c2s.start + ss.c2s_data - UG_SPICE_TICKET_SIZE - 4,
+	            SPICE_COMMON_CAP_AUTH_SASL);
+	result_init(&res);
+	run(s, &ss, 7, 1, &res);
+	assert_int_equal(res.errors, 1);
+	assert_int_equal(res.last_code, UG_E_UNSUPPORTED);
+	assert_non_null(strstr(res.log, "auth mechanism 2 (SASL)"));
+	assert_int_equal(res.usb[UG_DIR_H2G].len + res.usb[UG_DIR_G2H].len, 0);
+	ug_spice_stream_free(s);
+	result_free(&res);
+	session_free(&ss);
+}
+
 static void test_tls(void **state)
 {
 	static const uint8_t hello[] = { 0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc };
@@ -826,6 +851,7 @@ int main(void)
 		cmocka_unit_test(test_main_channel),
 		cmocka_unit_test(test_other_channel),
 		cmocka_unit_test(test_link_refused),
+		cmocka_unit_test(test_sasl_unsupported),
 		cmocka_unit_test(test_tls),
 		cmocka_unit_test(test_bad_magic_version),
 		cmocka_unit_test(test_hostile_sizes),
