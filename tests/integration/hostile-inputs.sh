@@ -42,6 +42,8 @@ tap_plan "$(printf '%s\n' "$rows" | grep -c .)"
 
 while IFS='|' read -r id cmd input code re; do
 	id=$(trim "$id")
+	# An empty table (no pending rows) still yields one empty line here.
+	[ -n "$id" ] || continue
 	cmd=$(trim "$cmd")
 	input=$(trim "$input")
 	code=$(trim "$code")
