@@ -25,6 +25,9 @@
 UG_TEST_TIMEOUT=${UG_TEST_TIMEOUT:-360}
 UG_VM_TIMEOUT=${UG_VM_TIMEOUT:-340}
 UG_VM_APPEND=${UG_VM_APPEND:-no_timer_check}
+# build-guest.sh copies only libraries ldd names by absolute path: a relative
+# UG_BUILDDIR (UG_BUILDDIR=. by hand) would leave libusbgate out of the guest.
+[ -z "${UG_BUILDDIR:-}" ] || UG_BUILDDIR=$(cd "$UG_BUILDDIR" && pwd)
 . "${UG_SRCDIR:-$(dirname "$0")/../..}/tests/vm/lib.sh"
 
 TOOLS=${UG_TOOLS_DIR:-$UG_BUILDDIR}
@@ -98,7 +101,10 @@ s.close()' "$(vm_port dev 4100)" "$1" 2>/dev/null
 	return 1
 }
 
-# The device VM: usbredirsrv in the background, the command loop in front.
+# The device VM: usbredirsrv in the background, the command loop in front;
+# then (--after, run by exporter.sh, whose LISTEN check "listening" it uses)
+# the files on port 4101. Guest code: it expands in the guest.
+# shellcheck disable=SC2016
 exporter='mkdir -p /run/udev && systemd-udevd --daemon && sleep 0.5
 usbredirsrv -v --pcap /tmp/srv.pcap --export serial=UGUNPLUG@0.0.0.0:4000 &
 srv=$!
@@ -110,6 +116,7 @@ while :; do
 	esac
 done
 wait $srv'
+# shellcheck disable=SC2016
 after='cd / && { tar -cf - tmp/srv.pcap tmp/snap.pcap | nc -l -p 4101 >/dev/null; } &
 i=0
 while ! listening 4101 && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
