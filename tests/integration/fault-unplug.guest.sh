@@ -11,7 +11,8 @@
 #                                         failed or came up short (dd's count)
 #   UG-UNPLUGGED uptime=S                 the USB device left sysfs
 #   UG-REPLUGGED path=SYSFS uptime=S
-#   UG-RESULT sha256=HEX bytes=N          the whole disk, after the replug
+#   UG-RESULT sha256=HEX bytes=N dev=/dev/sdX records=F+P dd=TEXT
+#                                         the whole disk, after the replug
 . /ug/guest/common.sh
 
 id=46f4:0001
@@ -96,5 +97,10 @@ disk=$(find_disk "$usb") || {
 	exit 1
 }
 bytes=$(blockdev --getsize64 "$disk")
-sum=$(dd if="$disk" bs=1M iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
-echo "UG-RESULT sha256=$sum bytes=$bytes dev=$disk"
+sum=$(dd if="$disk" bs=1M iflag=direct 2>/tmp/dd.err | sha256sum | cut -d' ' -f1)
+got=$(sed -n 's/^\([0-9]*+[0-9]*\) records in$/\1/p' /tmp/dd.err)
+echo "UG-RESULT sha256=$sum bytes=$bytes dev=$disk records=${got:-none} dd=$(tr '\n' ' ' </tmp/dd.err)"
+[ "$got" = "$want" ] || {
+	echo "UG-FAIL the read after the replug failed or came up short"
+	exit 1
+}
