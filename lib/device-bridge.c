@@ -885,7 +885,10 @@ static void rh_log(void *priv, int level, const char *msg)
 
 	switch (level) {
 	case usbredirparser_error:
-		ul = UG_LOG_ERROR;
+		/* A device unplugged in the middle of a transfer makes
+		 * usbredirhost report the failed submit as an error; the
+		 * unplug itself is logged next, so this is only a warning. */
+		ul = strstr(msg, "LIBUSB_ERROR_NO_DEVICE") ? UG_LOG_WARNING : UG_LOG_ERROR;
 		break;
 	case usbredirparser_warning:
 		ul = UG_LOG_WARNING;
