@@ -19,6 +19,10 @@
 
 UG_SRCDIR=${UG_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 UG_BUILDDIR=${UG_BUILDDIR:-$(pwd)}
+# Absolute, so that overlay items (libusbgate.so for the guest) resolve from
+# any directory: tests/vm/README.md runs tests with UG_BUILDDIR=. .
+UG_BUILDDIR=$(cd "$UG_BUILDDIR" && pwd)
+UG_SRCDIR=$(cd "$UG_SRCDIR" && pwd)
 UG_VM_DIR=$UG_SRCDIR/tests/vm
 UG_VM_TIMEOUT=${UG_VM_TIMEOUT:-300}
 UG_VM_MEM=${UG_VM_MEM:-256M}
