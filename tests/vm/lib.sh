@@ -367,7 +367,7 @@ vm_device_start() {
 			# slirp runs the command (split like a shell would) with the
 			# guest connection as its stdin, stdout and stderr.
 			ug_require socat socat
-			_gfwd="$_gfwd,guestfwd=tcp:10.0.2.100:$2-cmd:socat -d -d -lf $(vm_dir "$_name")/guestfwd-$2.log - TCP:127.0.0.1:$2"
+			_gfwd="$_gfwd,guestfwd=tcp:10.0.2.100:$2-cmd:socat -d -d -lf '$(vm_dir "$_name")/guestfwd-$2.log' - TCP:127.0.0.1:$2"
 			shift
 			;;
 		--fwd) _fwds="$_fwds $2"; shift ;;
