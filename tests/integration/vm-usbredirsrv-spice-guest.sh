@@ -84,7 +84,11 @@ EOF
 # ---- (a) through usbdump's SPICE proxy -------------------------------------------
 # Only QEMU's usb-storage: not the device VM's keyboard or serial adapter.
 rules='-1,0x46f4,0x0001,-1,1|-1,-1,-1,-1,0'
+# An ASan build of usbredirsrv keeps freed memory in quarantine (256 MiB
+# by default): two 32 MiB sessions of bulk buffers fill the 256 MiB guest
+# and the OOM killer ends it. (Without ASan it stays under 12 MiB.)
 vm_device_start dev --disk "$img" --files "prog=$srv" --no-listen --guestfwd-cmd "$P" \
+	--env ASAN_OPTIONS=quarantine_size_mb=16 \
 	--exporter "exec usbredirsrv -v --spice spice://10.0.2.100:$P --redirect-on-connect '$rules'" ||
 	tap_bail "cannot start the device VM"
 vm_consumer_start con --spice "$S" --script "$W/hold.sh" || tap_bail "cannot start the consumer VM"
@@ -199,10 +203,11 @@ else
 	tap_fail "the guest forward carried at least 4 connections" "relays: ${relays:-0}" \
 		"$(tail -n 10 "$(vm_dir dev)/guestfwd-$P.log" 2>/dev/null)"
 fi
-if vm_lines dev 'ERROR|CRITICAL|AddressSanitizer|runtime error:' | grep -q .; then
-	tap_fail "no errors in usbredirsrv's log" "$(vm_lines dev 'ERROR|CRITICAL|AddressSanitizer|runtime error:' | head -n 5)"
+bad='ERROR|CRITICAL|AddressSanitizer|runtime error:|^Killed|^UG-EXPORTER-EXIT'
+if vm_lines dev "$bad" | grep -q .; then
+	tap_fail "usbredirsrv ran throughout, no errors in its log" "$(vm_lines dev "$bad" | head -n 5)"
 else
-	tap_ok "no errors in usbredirsrv's log"
+	tap_ok "usbredirsrv ran throughout, no errors in its log"
 fi
 vm_stop dev
 tap_diag "guest-visible read: through usbdump's SPICE proxy ${proxy_mbps:-?} MB/s, direct SPICE ${direct_mbps:-?} MB/s" \
