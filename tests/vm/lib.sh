@@ -342,6 +342,15 @@ _vm_env() {
 #                       QEMU forwards to 127.0.0.1:PORT on the host (for an
 #                       exporter in client mode, e.g. usbredirect --to
 #                       10.0.2.100:4000, against vm_consumer_start --listen PORT)
+#   --guestfwd-cmd PORT lets the guest open any number of connections, at
+#                       once or one after another, to 10.0.2.100:PORT (the
+#                       same number): QEMU runs socat for each, connected to
+#                       127.0.0.1:PORT on the host. For a SPICE client in the
+#                       guest (one connection per channel), which --guestfwd's
+#                       single chardev cannot carry. A connection nothing
+#                       listens for on the host is accepted and closed at
+#                       once; socat's messages go to
+#                       $(vm_dir NAME)/guestfwd-PORT.log. Repeatable.
 #   --respawn           restart the exporter whenever it exits
 #   --after CMD         guest shell code run after the exporter ended, before
 #                       power-off (e.g. "ug_export tmp/x.pcap")
@@ -358,6 +367,13 @@ vm_device_start() {
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--guestfwd) _gfwd="$_gfwd,guestfwd=tcp:10.0.2.100:4000-tcp:127.0.0.1:$2"; shift ;;
+		--guestfwd-cmd)
+			# slirp runs the command (split like a shell would) with the
+			# guest connection as its stdin, stdout and stderr.
+			ug_require socat socat
+			_gfwd="$_gfwd,guestfwd=tcp:10.0.2.100:$2-cmd:socat -d -d -lf '$(vm_dir "$_name")/guestfwd-$2.log' - TCP:127.0.0.1:$2"
+			shift
+			;;
 		--fwd) _fwds="$_fwds $2"; shift ;;
 		--disk) _disk=$2; shift ;;
 		--exporter) _exp=$2; shift ;;
