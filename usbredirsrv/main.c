@@ -363,22 +363,28 @@ struct spice_dev {
 	int rec_session;
 };
 
+/* One --from export, bridged byte for byte into one usbredir channel. */
+struct spice_from {
+	struct spice_mode *m;
+	struct ug_address addr;
+	char text[UG_ADDRESS_TEXT_MAX];
+	ug_connector *conn;
+	int connecting;
+	ug_proxy *proxy;
+	int channel;                    /* the channel the proxy runs on, or -1 */
+	int rec_session;
+	unsigned backoff_ms;            /* delay before the next attempt */
+	guint retry_id;
+};
+
 struct spice_mode {
 	struct server *srv;
 	ug_spice_client *client;
 	unsigned char present[SPICE_MAX_CHANNELS]; /* offered by the server */
 	unsigned char busy[SPICE_MAX_CHANNELS];    /* carrying a session */
-	/* --from: one usbredir export bridged byte for byte. */
+	/* --from: usbredir exports, each bridged into a channel of its own. */
 	int from_mode;
-	struct ug_address from;
-	char from_text[UG_ADDRESS_TEXT_MAX];
-	ug_connector *from_conn;
-	int from_connecting;
-	ug_proxy *proxy;
-	int proxy_channel;
-	int proxy_rec_session;
-	unsigned from_backoff_ms;       /* delay before the next --from attempt */
-	guint from_retry_id;
+	GPtrArray *froms;               /* struct spice_from * */
 	/* Local devices: rules, devices seen, bridges. */
 	ug_usb_filter *auto_filter;
 	ug_usb_filter *roc_filter;
@@ -408,6 +414,29 @@ static int spice_free_channel(struct spice_mode *m)
 		if (m->present[i] && !m->busy[i])
 			return i;
 	return -1;
+}
+
+static int spice_free_channel_count(struct spice_mode *m)
+{
+	int n = 0;
+
+	for (int i = 0; i < SPICE_MAX_CHANNELS; i++)
+		n += m->present[i] && !m->busy[i];
+	return n;
+}
+
+/* A usbredir channel refused on TLS verification or on the password (it
+ * links on its own connection, maybe to the TLS port) does not get better
+ * by trying again: end as the main channel would. Returns 1 if it ended. */
+static int spice_channel_fatal(struct spice_mode *m, int error, const char *message)
+{
+	if (error != UG_E_TLS && error != UG_E_AUTH)
+		return 0;
+	g_critical("SPICE: %s", message);
+	m->srv->exit_code = error == UG_E_AUTH ? SRV_EXIT_SPICE_AUTH : SRV_EXIT_SPICE_LINK;
+	m->stopping = 1;
+	g_main_loop_quit(m->srv->loop);
+	return 1;
 }
 
 static void on_dev_tap(ug_device_bridge *b, enum ug_dir dir, const uint8_t *data, size_t len,
@@ -443,6 +472,8 @@ static void on_dev_event(ug_device_bridge *b, enum ug_device_bridge_event ev, in
 		if (d->channel >= 0)
 			d->m->busy[d->channel] = 0;
 		d->channel = -1;
+		if (spice_channel_fatal(d->m, error, message))
+			break;
 		/* The channel's removal (if that is why) comes next: decide later. */
 		spice_schedule_assign(d->m);
 		break;
@@ -527,88 +558,103 @@ static gboolean spice_poll(gpointer data)
 static void on_proxy_tap(ug_proxy *p, enum ug_dir dir, const uint8_t *data, size_t len,
                          uint64_t ts_ns, void *user_data)
 {
-	struct spice_mode *m = user_data;
+	struct spice_from *f = user_data;
 	char label[UG_ADDRESS_TEXT_MAX + 64];
 
-	g_snprintf(label, sizeof(label), "%s on spice usbredir channel %d", m->from_text,
-	           m->proxy_channel);
-	recorder_tap(m->srv->rec, &m->proxy_rec_session, label, dir, data, len);
+	g_snprintf(label, sizeof(label), "%s on spice usbredir channel %d", f->text, f->channel);
+	recorder_tap(f->m->srv->rec, &f->rec_session, label, dir, data, len);
 }
 
 static gboolean spice_assign(gpointer data);
 
 static gboolean spice_from_retry(gpointer data)
 {
-	struct spice_mode *m = data;
+	struct spice_from *f = data;
 
-	m->from_retry_id = 0;
-	spice_assign(m);
+	f->retry_id = 0;
+	spice_assign(f->m);
 	return G_SOURCE_REMOVE;
 }
 
 static void on_proxy_closed(ug_proxy *p, enum ug_dir first_side, int error, const char *message,
                             void *user_data)
 {
-	struct spice_mode *m = user_data;
-
-	g_log(G_LOG_DOMAIN, error ? G_LOG_LEVEL_WARNING : G_LOG_LEVEL_MESSAGE,
-	      "%s detached (%s side ended first): %s", m->from_text,
-	      first_side == UG_DIR_G2H ? "SPICE" : "export", message);
+	struct spice_from *f = user_data;
+	struct spice_mode *m = f->m;
 	struct ug_proxy_stats st;
 
+	g_log(G_LOG_DOMAIN, error ? G_LOG_LEVEL_WARNING : G_LOG_LEVEL_MESSAGE,
+	      "%s detached (%s side ended first): %s", f->text,
+	      first_side == UG_DIR_G2H ? "SPICE" : "export", message);
 	ug_proxy_get_stats(p, &st);
-	recorder_end(m->srv->rec, &m->proxy_rec_session);
-	if (m->proxy_channel >= 0)
-		m->busy[m->proxy_channel] = 0;
-	m->proxy_channel = -1;
+	recorder_end(m->srv->rec, &f->rec_session);
+	if (f->channel >= 0)
+		m->busy[f->channel] = 0;
+	f->channel = -1;
 	ug_proxy_free(p);
-	m->proxy = NULL;
+	f->proxy = NULL;
+	if (first_side == UG_DIR_G2H && spice_channel_fatal(m, error, message))
+		return;
 	/* An export that closes before sending anything (a port forward whose
 	 * target is not listening yet, an exporter restarting) is retried with
 	 * backoff rather than in a tight loop; one that worked, at once. */
 	if (first_side == UG_DIR_H2G && st.bytes[UG_DIR_H2G] == 0) {
-		m->from_backoff_ms = m->from_backoff_ms ? MIN(m->from_backoff_ms * 2, 5000u) : 250u;
-		if (!m->from_retry_id && !m->stopping)
-			m->from_retry_id = g_timeout_add(m->from_backoff_ms, spice_from_retry, m);
+		f->backoff_ms = f->backoff_ms ? MIN(f->backoff_ms * 2, 5000u) : 250u;
+		if (!f->retry_id && !m->stopping)
+			f->retry_id = g_timeout_add(f->backoff_ms, spice_from_retry, f);
 		return;
 	}
-	m->from_backoff_ms = 0;
+	f->backoff_ms = 0;
 	spice_schedule_assign(m);
 }
 
 static void on_from_connected(ug_connector *c, ug_transport *t, int error, const char *message,
                               void *user_data)
 {
-	struct spice_mode *m = user_data;
+	struct spice_from *f = user_data;
+	struct spice_mode *m = f->m;
 	ug_transport *st;
 	int ch;
 
-	m->from_connecting = 0;
+	f->connecting = 0;
 	if (!t) {
-		g_warning("--from %s: %s", m->from_text, message);
+		g_warning("--from %s: %s", f->text, message);
 		return;
 	}
 	ch = spice_free_channel(m);
 	if (ch < 0 || ug_spice_client_open_usbredir(m->client, (unsigned)ch, &st) < 0) {
-		g_warning("%s: no usbredir channel to attach it to%s%s", m->from_text,
+		g_warning("%s: no usbredir channel to attach it to%s%s", f->text,
 		          ch < 0 ? "" : ": ", ch < 0 ? "" : ug_spice_client_errmsg(m->client));
 		ug_transport_free(t);
 		spice_schedule_assign(m);
 		return;
 	}
-	m->proxy = ug_proxy_new(st, t);
-	if (!m->proxy) {
+	f->proxy = ug_proxy_new(st, t);
+	if (!f->proxy) {
 		ug_transport_free(st);
 		ug_transport_free(t);
 		return;
 	}
 	m->busy[ch] = 1;
-	m->proxy_channel = ch;
-	ug_proxy_set_closed(m->proxy, on_proxy_closed, m);
+	f->channel = ch;
+	ug_proxy_set_closed(f->proxy, on_proxy_closed, f);
 	if (m->srv->rec)
-		ug_proxy_set_tap(m->proxy, on_proxy_tap, m);
-	ug_proxy_start(m->proxy);
-	g_message("%s attached to the VM on spice usbredir channel %d", m->from_text, ch);
+		ug_proxy_set_tap(f->proxy, on_proxy_tap, f);
+	ug_proxy_start(f->proxy);
+	g_message("%s attached to the VM on spice usbredir channel %d", f->text, ch);
+}
+
+static void spice_from_free(gpointer p)
+{
+	struct spice_from *f = p;
+
+	if (f->retry_id)
+		g_source_remove(f->retry_id);
+	ug_connector_free(f->conn);
+	/* The proxy owns the channel's transport: free it before the client. */
+	ug_proxy_free(f->proxy);
+	recorder_end(f->m->srv->rec, &f->rec_session);
+	g_free(f);
 }
 
 static void connector_plain_log(int level, const char *message, void *user_data)
@@ -625,13 +671,23 @@ static gboolean spice_assign(gpointer data)
 	if (m->stopping || !ug_spice_client_is_connected(m->client))
 		return G_SOURCE_REMOVE;
 	if (m->from_mode) {
-		if (!m->proxy && !m->from_connecting && !m->from_retry_id &&
-		    spice_free_channel(m) >= 0) {
-			m->from_connecting = 1;
-			if (ug_connector_start(m->from_conn, on_from_connected, m) < 0) {
-				m->from_connecting = 0;
-				g_warning("--from: %s", ug_connector_errmsg(m->from_conn));
+		/* As many exports connect as there are free channels for them. */
+		int avail = spice_free_channel_count(m);
+
+		for (guint i = 0; i < m->froms->len; i++)
+			avail -= ((struct spice_from *)m->froms->pdata[i])->connecting;
+		for (guint i = 0; i < m->froms->len && avail > 0; i++) {
+			struct spice_from *f = m->froms->pdata[i];
+
+			if (f->proxy || f->connecting || f->retry_id)
+				continue;
+			f->connecting = 1;
+			if (ug_connector_start(f->conn, on_from_connected, f) < 0) {
+				f->connecting = 0;
+				g_warning("--from: %s", ug_connector_errmsg(f->conn));
+				continue;
 			}
+			avail--;
 		}
 		return G_SOURCE_REMOVE;
 	}
@@ -753,13 +809,10 @@ static void spice_mode_free(struct spice_mode *m)
 		g_source_remove(m->reconnect_id);
 	if (m->assign_id)
 		g_source_remove(m->assign_id);
-	if (m->from_retry_id)
-		g_source_remove(m->from_retry_id);
-	ug_connector_free(m->from_conn);
-	/* The proxy and the bridges own the channels' transports: free them
+	/* The proxies and the bridges own the channels' transports: free them
 	 * before the client. */
-	ug_proxy_free(m->proxy);
-	recorder_end(m->srv->rec, &m->proxy_rec_session);
+	if (m->froms)
+		g_ptr_array_unref(m->froms);
 	if (m->devs)
 		g_ptr_array_unref(m->devs);
 	ug_spice_client_free(m->client);
@@ -785,7 +838,7 @@ static struct spice_mode *spice_mode_start(struct server *srv, int *ret_code)
 
 	*ret_code = SRV_EXIT_USAGE;
 	m->srv = srv;
-	m->proxy_channel = -1;
+	m->froms = g_ptr_array_new_with_free_func(spice_from_free);
 	m->known = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	m->devs = g_ptr_array_new_with_free_func(spice_dev_free);
 	m->client = ug_spice_client_new();
@@ -804,21 +857,27 @@ static struct spice_mode *spice_mode_start(struct server *srv, int *ret_code)
 		goto fail;
 	}
 	ug_spice_client_set_callbacks(m->client, &cb, m);
-	if (o->from) {
+	for (char **a = o->from; a && *a; a++) {
+		struct spice_from *f = g_new0(struct spice_from, 1);
+
 		m->from_mode = 1;
-		if (ug_address_parse(o->from, &m->from, err, sizeof(err)) < 0) {
+		f->m = m;
+		f->channel = -1;
+		g_ptr_array_add(m->froms, f);
+		if (ug_address_parse(*a, &f->addr, err, sizeof(err)) < 0) {
 			fprintf(stderr, "usbredirsrv: --from: %s\n", err);
 			goto fail;
 		}
-		ug_address_format(&m->from, m->from_text, sizeof(m->from_text));
-		m->from_conn = ug_connector_new(&m->from);
-		if (!m->from_conn)
+		ug_address_format(&f->addr, f->text, sizeof(f->text));
+		f->conn = ug_connector_new(&f->addr);
+		if (!f->conn)
 			goto fail_oom;
-		ug_connector_set_backoff(m->from_conn, 250, 5000, 0);
-		ug_connector_set_log(m->from_conn, connector_plain_log, NULL);
-		if (!ug_address_is_loopback(&m->from))
-			g_warning("--from %s is not a loopback address", m->from_text);
-	} else {
+		ug_connector_set_backoff(f->conn, 250, 5000, 0);
+		ug_connector_set_log(f->conn, connector_plain_log, NULL);
+		if (!ug_address_is_loopback(&f->addr))
+			g_warning("--from %s is not a loopback address", f->text);
+	}
+	if (!m->from_mode) {
 		if (ug_usb_filter_parse(o->auto_connect ? o->auto_connect :
 		                        SPICE_DEFAULT_AUTO_CONNECT, &m->auto_filter, err,
 		                        sizeof(err)) < 0 ||
@@ -836,8 +895,14 @@ static struct spice_mode *spice_mode_start(struct server *srv, int *ret_code)
 		fprintf(stderr, "usbredirsrv: --spice: %s\n", ug_spice_client_errmsg(m->client));
 		goto fail;
 	}
-	g_message("attaching %s to the VM at %s", m->from_mode ? m->from_text : "USB devices",
-	          o->spice);
+	if (m->from_mode) {
+		for (guint i = 0; i < m->froms->len; i++)
+			g_message("attaching %s to the VM at %s",
+			          ((struct spice_from *)m->froms->pdata[i])->text, o->spice);
+	} else {
+		g_message("attaching USB devices to the VM at %s", o->spice);
+	}
+	*ret_code = SRV_EXIT_OK;
 	return m;
 fail_oom:
 	fprintf(stderr, "usbredirsrv: out of memory\n");

@@ -169,9 +169,10 @@ int srv_parse_options(int *argc, char ***argv, struct srv_options *o)
 		{ "spice-host-subject", 0, 0, G_OPTION_ARG_STRING, &o->spice_host_subject,
 		  "Expected certificate subject (\"C=XX,O=Org,CN=name\") instead of the host name",
 		  "SUBJECT" },
-		{ "from", 0, 0, G_OPTION_ARG_STRING, &o->from,
+		{ "from", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o->from,
 		  "With --spice: bridge the usbredir export at ADDRESS (usbredirect --as, "
-		  "another usbredirsrv) into the VM instead of local devices", "ADDRESS" },
+		  "another usbredirsrv) into the VM instead of local devices; repeat for "
+		  "more, one usbredir channel each", "ADDRESS" },
 		{ "auto-connect-filter", 0, 0, G_OPTION_ARG_STRING, &o->auto_connect,
 		  "With --spice: rules for hot-plugged devices (default "
 		  "0x03,-1,-1,-1,0|-1,-1,-1,-1,1)", "RULES" },
@@ -255,10 +256,10 @@ int srv_parse_options(int *argc, char ***argv, struct srv_options *o)
 		        "(see --help)\n");
 		goto out;
 	}
-	if (o->from) {
+	for (char **f = o->from; f && *f; f++) {
 		char *err;
 
-		if (check_address(o->from, &err) < 0) {
+		if (check_address(*f, &err) < 0) {
 			fprintf(stderr, "usbredirsrv: --from: %s\n", err);
 			g_free(err);
 			goto out;
@@ -288,7 +289,7 @@ void srv_options_clear(struct srv_options *o)
 	g_free(o->spice_password_file);
 	g_free(o->spice_ca_file);
 	g_free(o->spice_host_subject);
-	g_free(o->from);
+	g_strfreev(o->from);
 	g_free(o->auto_connect);
 	g_free(o->redirect_on_connect);
 	g_free(o->user);

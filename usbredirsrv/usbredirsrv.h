@@ -33,7 +33,7 @@ struct srv_options {
 	char *spice_password_file;
 	char *spice_ca_file;
 	char *spice_host_subject;
-	char *from;          /* --from ADDRESS (with --spice), or NULL */
+	char **from;         /* --from ADDRESS... (with --spice), or NULL */
 	char *auto_connect;  /* --auto-connect-filter RULES, or NULL for spice-gtk's default */
 	char *redirect_on_connect; /* --redirect-on-connect RULES, or NULL */
 	char *user;          /* --user USER[:GROUP] (or user= from the file), or NULL */
