@@ -338,6 +338,10 @@ _vm_env() {
 #                       QEMU forwards to 127.0.0.1:PORT on the host (for an
 #                       exporter in client mode, e.g. usbredirect --to
 #                       10.0.2.100:4000, against vm_consumer_start --listen PORT)
+#   --guestfwd-cmd CMD  instead: each guest connection to 10.0.2.100:4000
+#                       runs CMD on the host, the connection on its stdin and
+#                       stdout (no ',' in CMD); for a guest that opens several
+#                       connections (a SPICE client): "socat STDIO TCP:127.0.0.1:PORT"
 #   --respawn           restart the exporter whenever it exits
 #   --after CMD         guest shell code run after the exporter ended, before
 #                       power-off (e.g. "ug_export tmp/x.pcap")
@@ -354,6 +358,7 @@ vm_device_start() {
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--guestfwd) _gfwd="$_gfwd,guestfwd=tcp:10.0.2.100:4000-tcp:127.0.0.1:$2"; shift ;;
+		--guestfwd-cmd) _gfwd="$_gfwd,guestfwd=tcp:10.0.2.100:4000-cmd:$2"; shift ;;
 		--fwd) _fwds="$_fwds $2"; shift ;;
 		--disk) _disk=$2; shift ;;
 		--exporter) _exp=$2; shift ;;
