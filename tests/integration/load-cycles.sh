@@ -46,7 +46,7 @@ if [ "$VG" = 1 ]; then
 	# libtool runs valgrind on the real program, not on its wrapper script.
 	# Leaks of the tools' own heap count as errors; GLib's type system and
 	# caches (possibly lost, still reachable) do not.
-	RUN="$UG_BUILDDIR/libtool --mode=execute valgrind -q --leak-check=full \
+	RUN="$UG_BUILDDIR/libtool --mode=execute valgrind -q --leak-check=full --show-leak-kinds=definite,indirect \
 		--errors-for-leak-kinds=definite,indirect --error-exitcode=99 --num-callers=30"
 fi
 
