@@ -5,7 +5,9 @@
 # Runs tests/integration/load-cycles.sh with UG_LOAD_CYCLES (default 1000)
 # and prints its figures; the rate is cycles per second of the whole cycle
 # phase, for comparison between runs on the same machine (no assertion on
-# time). From a build dir: make bench-load, or
+# time). In a --enable-sanitizers build the tools also run under
+# LeakSanitizer; UG_LOAD_VALGRIND=1 runs them under valgrind instead (give it
+# a smaller UG_LOAD_CYCLES). From a build dir: make bench-load, or
 #   UG_SRCDIR=.. UG_BUILDDIR=. sh ../bench/bench-load-cycles.sh
 UG_SRCDIR=${UG_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 UG_BUILDDIR=${UG_BUILDDIR:-$(pwd)}

@@ -548,6 +548,8 @@ struct ug_usb_host {
 	GQueue events;             /* struct hotplug_event *, from the event thread */
 	GSource *wake;             /* hands events to the main context */
 	GList *bridges;            /* ug_device_bridge *, in creation order */
+	ug_usb_host_hotplug_fn hotplug_fn;
+	void *hotplug_data;
 	int verbosity;
 	ug_log_fn log_fn;
 	void *log_data;
@@ -682,6 +684,15 @@ static void host_handle_events(void *data)
 			for (GList *l = h->bridges; l; l = l->next)
 				bridge_device_left(l->data, e->dev);
 		}
+		/* The application hears of it after the bridges, hubs left out as
+		 * in ug_usb_host_list(). */
+		if (h->hotplug_fn) {
+			struct ug_usb_device_info info;
+
+			if (fill_info(e->dev, e->arrived, &info) == 0 &&
+			    info.device_class != LIBUSB_CLASS_HUB)
+				h->hotplug_fn(h, e->arrived, &info, h->hotplug_data);
+		}
 		libusb_unref_device(e->dev);
 		free(e);
 	}
@@ -756,6 +767,13 @@ UG_EXPORT int ug_usb_host_available(const ug_usb_host *h)
 UG_EXPORT int ug_usb_host_has_hotplug(const ug_usb_host *h)
 {
 	return h->has_hotplug;
+}
+
+UG_EXPORT void ug_usb_host_set_hotplug(ug_usb_host *h, ug_usb_host_hotplug_fn fn,
+                                       void *user_data)
+{
+	h->hotplug_fn = fn;
+	h->hotplug_data = user_data;
 }
 
 static int info_cmp(const void *a, const void *b)

@@ -1832,6 +1832,16 @@ void ug_usb_host_set_log(ug_usb_host *h, int verbosity, ug_log_fn fn, void *user
 int ug_usb_host_available(const ug_usb_host *h);
 /* 1 if libusb reports hotplug events on this system. */
 int ug_usb_host_has_hotplug(const ug_usb_host *h);
+/*
+ * Hotplug events for the application, when ug_usb_host_has_hotplug(): fn is
+ * called on the host's main context for each device that arrived (arrived
+ * 1, strings read where the device can be opened) or left (0), after the
+ * bridges had the event (an arrived device may already belong to one).
+ * Hubs are left out. info is valid during the call. NULL fn stops them.
+ */
+typedef void (*ug_usb_host_hotplug_fn)(ug_usb_host *h, int arrived,
+                                       const struct ug_usb_device_info *info, void *user_data);
+void ug_usb_host_set_hotplug(ug_usb_host *h, ug_usb_host_hotplug_fn fn, void *user_data);
 /* Every non-hub device now present, sorted by bus and port path; strings are
  * read where the device can be opened. *ret_list is freed with free(). */
 int ug_usb_host_list(ug_usb_host *h, struct ug_usb_device_info **ret_list, size_t *ret_count);

@@ -555,6 +555,13 @@ static gboolean spice_poll(gpointer data)
 	return G_SOURCE_CONTINUE;
 }
 
+/* A hotplug event: the same scan as the poll, compared with the last. */
+static void on_usb_hotplug(ug_usb_host *h, int arrived, const struct ug_usb_device_info *info,
+                           void *user_data)
+{
+	spice_poll(user_data);
+}
+
 static void on_proxy_tap(ug_proxy *p, enum ug_dir dir, const uint8_t *data, size_t len,
                          uint64_t ts_ns, void *user_data)
 {
@@ -803,6 +810,7 @@ static void spice_mode_free(struct spice_mode *m)
 	if (!m)
 		return;
 	m->stopping = 1;
+	ug_usb_host_set_hotplug(m->srv->host, NULL, NULL);
 	if (m->poll_id)
 		g_source_remove(m->poll_id);
 	if (m->reconnect_id)
@@ -888,8 +896,15 @@ static struct spice_mode *spice_mode_start(struct server *srv, int *ret_code)
 			goto fail;
 		}
 		spice_scan(m, 1);
-		/* libusb hotplug needs udev; a scan each second works everywhere. */
-		m->poll_id = g_timeout_add_seconds(1, spice_poll, m);
+		/* New devices from libusb's hotplug events; where libusb has
+		 * none, a scan each second. */
+		if (ug_usb_host_has_hotplug(srv->host)) {
+			ug_usb_host_set_hotplug(srv->host, on_usb_hotplug, m);
+			g_info("new USB devices: from libusb hotplug events");
+		} else {
+			m->poll_id = g_timeout_add_seconds(1, spice_poll, m);
+			g_info("new USB devices: libusb has no hotplug events here, a scan each second");
+		}
 	}
 	if (ug_spice_client_connect(m->client) < 0) {
 		fprintf(stderr, "usbredirsrv: --spice: %s\n", ug_spice_client_errmsg(m->client));
