@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* recorder.c: usbredir sessions through decoder and tracker into usbmon pcap, raw record and text. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
 
-/* Sessions one recorder keeps apart; a capture with more is refused loudly. */
+/*
+ * Sessions open at once in one recorder; one more is refused loudly. An
+ * ended session is freed at once, so a daemon recording connection after
+ * connection keeps only the live ones.
+ */
 #define MAX_SESSIONS 1024
 
 struct session {
@@ -19,7 +24,6 @@ struct session {
 	uint64_t fed[2];        /* per direction: bytes fed */
 	int lost[2];            /* per direction: decoding stopped after a gap */
 	int failed;             /* the decoder gave up on the session for good */
-	int ended;
 	int unknown_said;       /* an unknown packet type was warned about */
 };
 
@@ -29,9 +33,11 @@ struct output {
 };
 
 struct ug_recorder {
-	struct session **sessions;
-	int nsessions;
-	int cap_sessions;
+	struct session **live;  /* open sessions, in the order they were added */
+	int nlive;
+	int cap_live;
+	int last_number;        /* numbers run 1..last_number; the others ended */
+	uint64_t last_ts;       /* the latest timestamp fed to any session */
 	struct output usbmon, raw;
 	FILE *text;
 	enum ug_render_format text_format;
@@ -85,9 +91,9 @@ UG_EXPORT void ug_recorder_free(ug_recorder *r)
 	if (!r)
 		return;
 	ug_recorder_finish(r);
-	for (int i = 0; i < r->nsessions; i++)
-		session_free(r->sessions[i]);
-	free(r->sessions);
+	for (int i = 0; i < r->nlive; i++)
+		session_free(r->live[i]);
+	free(r->live);
 	free(r);
 }
 
@@ -145,8 +151,8 @@ UG_EXPORT int ug_recorder_set_max_packet(ug_recorder *r, uint32_t max)
 	if (max < 64)
 		return UG_E_INVAL;
 	r->max_packet = max;
-	for (int i = 0; i < r->nsessions; i++)
-		ug_usbredir_session_set_max_packet(r->sessions[i]->dec, max);
+	for (int i = 0; i < r->nlive; i++)
+		ug_usbredir_session_set_max_packet(r->live[i]->dec, max);
 	return 0;
 }
 
@@ -161,31 +167,58 @@ UG_EXPORT int ug_recorder_limit_reached(const ug_recorder *r)
 	return r->packet_limit && r->stats.packets >= r->packet_limit;
 }
 
-static struct session *get_session(ug_recorder *r, int number)
+/* The open session with this number; NULL, with *ret_ended set when it was
+ * one of ours that has ended (its calls are accepted and ignored). */
+static struct session *get_session(ug_recorder *r, int number, int *ret_ended)
 {
-	if (number < 1 || number > r->nsessions)
+	*ret_ended = 0;
+	if (number < 1 || number > r->last_number)
 		return NULL;
-	return r->sessions[number - 1];
+	/* Newest first: a proxy's live session is usually the last one added. */
+	for (int i = r->nlive - 1; i >= 0; i--)
+		if (r->live[i]->number == number)
+			return r->live[i];
+	*ret_ended = 1;
+	return NULL;
+}
+
+/* Takes an ended session out of the open ones and frees it. */
+static void drop_session(ug_recorder *r, struct session *s)
+{
+	for (int i = 0; i < r->nlive; i++) {
+		if (r->live[i] != s)
+			continue;
+		memmove(&r->live[i], &r->live[i + 1], (size_t)(r->nlive - i - 1) * sizeof(*r->live));
+		r->nlive--;
+		break;
+	}
+	session_free(s);
 }
 
 UG_EXPORT int ug_recorder_add_session(ug_recorder *r, const char *label)
 {
 	struct session *s;
-	int n = r->nsessions + 1;
-	/* Device numbers run through 1..127 from the first one. */
-	uint8_t dev = (uint8_t)((r->first_device - 1 + (n - 1)) % 127 + 1);
+	int n;
+	uint8_t dev;
 
-	if (r->nsessions >= MAX_SESSIONS)
-		return ug_errmsg_set(r->errmsg, UG_E_TOOBIG, "session %d: more than %d sessions",
-				     n, MAX_SESSIONS);
-	if (r->nsessions == r->cap_sessions) {
-		int cap = r->cap_sessions ? r->cap_sessions * 2 : 8;
-		struct session **p = realloc(r->sessions, (size_t)cap * sizeof(*p));
+	if (r->last_number == INT_MAX)
+		return ug_errmsg_set(r->errmsg, UG_E_TOOBIG, "more than %d sessions in all",
+				     INT_MAX);
+	n = r->last_number + 1;
+	/* Device numbers run through 1..127 from the first one. */
+	dev = (uint8_t)((r->first_device - 1 + (n - 1)) % 127 + 1);
+	if (r->nlive >= MAX_SESSIONS)
+		return ug_errmsg_set(r->errmsg, UG_E_TOOBIG,
+				     "session %d: more than %d sessions open at once", n,
+				     MAX_SESSIONS);
+	if (r->nlive == r->cap_live) {
+		int cap = r->cap_live ? r->cap_live * 2 : 8;
+		struct session **p = realloc(r->live, (size_t)cap * sizeof(*p));
 
 		if (!p)
 			return UG_E_NOMEM;
-		r->sessions = p;
-		r->cap_sessions = cap;
+		r->live = p;
+		r->cap_live = cap;
 	}
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -201,7 +234,8 @@ UG_EXPORT int ug_recorder_add_session(ug_recorder *r, const char *label)
 	}
 	ug_usbredir_session_set_max_packet(s->dec, r->max_packet);
 	ug_usbmon_set_address(s->usbmon, r->bus, dev);
-	r->sessions[r->nsessions++] = s;
+	r->live[r->nlive++] = s;
+	r->last_number = n;
 	r->stats.sessions++;
 	if (r->text && r->text_format != UG_RENDER_JSON &&
 	    fprintf(r->text, "session %d: %s (usbmon bus %u device %u)\n", n, s->label,
@@ -214,10 +248,11 @@ UG_EXPORT int ug_recorder_add_session(ug_recorder *r, const char *label)
 
 UG_EXPORT int ug_recorder_set_session_caps(ug_recorder *r, int session, uint32_t caps)
 {
-	struct session *s = get_session(r, session);
+	int ended;
+	struct session *s = get_session(r, session, &ended);
 
 	if (!s)
-		return UG_E_INVAL;
+		return ended ? 0 : UG_E_INVAL;
 	return ug_usbredir_session_set_caps(s->dec, caps);
 }
 
@@ -347,10 +382,10 @@ static void drain(ug_recorder *r, struct session *s)
 UG_EXPORT int ug_recorder_feed(ug_recorder *r, int session, enum ug_dir dir, const void *data,
 			       size_t len, uint64_t ts_ns)
 {
-	struct session *s = get_session(r, session);
-	int e;
+	int ended, e;
+	struct session *s = get_session(r, session, &ended);
 
-	if (!s || (dir != UG_DIR_G2H && dir != UG_DIR_H2G) || (!data && len))
+	if ((!s && !ended) || (dir != UG_DIR_G2H && dir != UG_DIR_H2G) || (!data && len))
 		return UG_E_INVAL;
 	if (!r->have_t0) {
 		r->have_t0 = 1;
@@ -358,10 +393,15 @@ UG_EXPORT int ug_recorder_feed(ug_recorder *r, int session, enum ug_dir dir, con
 	}
 	if (ts_ns < r->t0)
 		ts_ns = r->t0;
+	if (ts_ns > r->last_ts)
+		r->last_ts = ts_ns;
 	r->stats.bytes += len;
+	/* Bytes after a session's end are counted, not decoded. */
+	if (!s)
+		return r->first_error;
 	s->last_ts[dir] = ts_ns;
 	s->fed[dir] += len;
-	if (s->failed || s->lost[dir] || s->ended)
+	if (s->failed || s->lost[dir])
 		return r->first_error;
 	e = ug_usbredir_session_feed(s->dec, dir, data, len);
 	if (e < 0) {
@@ -378,12 +418,13 @@ UG_EXPORT int ug_recorder_feed(ug_recorder *r, int session, enum ug_dir dir, con
 UG_EXPORT int ug_recorder_gap(ug_recorder *r, int session, enum ug_dir dir, uint64_t len,
 			      uint64_t ts_ns)
 {
-	struct session *s = get_session(r, session);
+	int ended;
+	struct session *s = get_session(r, session, &ended);
 
-	if (!s || (dir != UG_DIR_G2H && dir != UG_DIR_H2G))
+	if ((!s && !ended) || (dir != UG_DIR_G2H && dir != UG_DIR_H2G))
 		return UG_E_INVAL;
 	r->stats.gaps++;
-	if (s->lost[dir] || s->failed)
+	if (!s || s->lost[dir] || s->failed)
 		return r->first_error;
 	s->lost[dir] = 1;
 	logf_(r, UG_LOG_WARNING,
@@ -397,13 +438,11 @@ UG_EXPORT int ug_recorder_gap(ug_recorder *r, int session, enum ug_dir dir, uint
 
 UG_EXPORT int ug_recorder_end_session(ug_recorder *r, int session, uint64_t ts_ns)
 {
-	struct session *s = get_session(r, session);
+	int ended;
+	struct session *s = get_session(r, session, &ended);
 
 	if (!s)
-		return UG_E_INVAL;
-	if (s->ended)
-		return r->first_error;
-	s->ended = 1;
+		return ended ? r->first_error : UG_E_INVAL;
 	for (int d = 0; d < 2 && !s->failed; d++) {
 		uint64_t done = ug_usbredir_session_offset(s->dec, (enum ug_dir)d);
 
@@ -420,6 +459,7 @@ UG_EXPORT int ug_recorder_end_session(ug_recorder *r, int session, uint64_t ts_n
 		ts_ns = r->t0;
 	ug_tracker_finish(s->tracker, ts_ns);
 	write_usbmon_events(r, s);
+	drop_session(r, s);
 	return r->first_error;
 }
 
@@ -438,14 +478,11 @@ static void close_output(ug_recorder *r, struct output *o, const char *what)
 
 UG_EXPORT int ug_recorder_finish(ug_recorder *r)
 {
-	uint64_t now = r->t0;
+	uint64_t now = r->last_ts > r->t0 ? r->last_ts : r->t0;
 
-	for (int i = 0; i < r->nsessions; i++)
-		for (int d = 0; d < 2; d++)
-			if (r->sessions[i]->last_ts[d] > now)
-				now = r->sessions[i]->last_ts[d];
-	for (int i = 0; i < r->nsessions; i++)
-		ug_recorder_end_session(r, i + 1, now);
+	/* Each end takes the session out of the open ones. */
+	while (r->nlive > 0)
+		ug_recorder_end_session(r, r->live[0]->number, now);
 	close_output(r, &r->usbmon, "usbmon pcap");
 	close_output(r, &r->raw, "raw record");
 	if (r->text && !r->text_error && fflush(r->text) != 0)

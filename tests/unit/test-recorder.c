@@ -536,6 +536,51 @@ static void test_packet_limit_is_exact(void **state)
 	free(raw);
 }
 
+/*
+ * A daemon records session after session: ended sessions are freed, so the
+ * limit counts sessions open at once, not sessions in all. Calls for an
+ * ended session are accepted and ignored; an unknown number is refused.
+ */
+static void test_ended_sessions_do_not_count_against_the_limit(void **state)
+{
+	struct session_bytes sb;
+	struct ug_recorder_stats st;
+	char *usbmon = tmp_path("many.pcap");
+	ug_recorder *r = ug_recorder_new();
+	int n = 0;
+
+	make_session(&sb);
+	assert_int_equal(ug_recorder_open_usbmon(r, usbmon), 0);
+	for (int i = 1; i <= 3000; i++) {
+		n = ug_recorder_add_session(r, "cycle");
+		assert_int_equal(n, i);
+		if (i % 500 == 0)
+			feed_session(r, n, &sb, 4096);
+		assert_int_equal(ug_recorder_end_session(r, n, (uint64_t)i), 0);
+	}
+	/* After its end a session's bytes are counted, not decoded. */
+	assert_int_equal(ug_recorder_feed(r, 7, UG_DIR_G2H, sb.dir[0].bytes, 12, 9), 0);
+	assert_int_equal(ug_recorder_gap(r, 7, UG_DIR_G2H, 3, 9), 0);
+	assert_int_equal(ug_recorder_end_session(r, 7, 9), 0);
+	assert_int_equal(ug_recorder_feed(r, 3001, UG_DIR_G2H, sb.dir[0].bytes, 12, 9), UG_E_INVAL);
+	assert_int_equal(ug_recorder_feed(r, 0, UG_DIR_G2H, sb.dir[0].bytes, 12, 9), UG_E_INVAL);
+	/* Open at once: 1024, then one more is refused. */
+	for (int i = 0; i < 1024; i++)
+		assert_int_equal(ug_recorder_add_session(r, "open"), 3001 + i);
+	assert_int_equal(ug_recorder_add_session(r, "one too many"), UG_E_TOOBIG);
+	assert_non_null(strstr(ug_recorder_errmsg(r), "open at once"));
+	assert_int_equal(ug_recorder_end_session(r, 3001, 10), 0);
+	assert_int_equal(ug_recorder_add_session(r, "room again"), 4025);
+	assert_int_equal(ug_recorder_finish(r), 0);
+	ug_recorder_get_stats(r, &st);
+	assert_int_equal(st.sessions, 4025);
+	/* The six fed sessions' transfers, 8 usbmon records each. */
+	assert_int_equal(count_pcap_records(usbmon, UG_USBMON_LINKTYPE), 6 * 8);
+	ug_recorder_free(r);
+	unlink(usbmon);
+	free(usbmon);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -547,6 +592,7 @@ int main(void)
 		cmocka_unit_test(test_full_disk_is_an_error_and_decoding_goes_on),
 		cmocka_unit_test(test_sessions_get_their_own_device_numbers),
 		cmocka_unit_test(test_packet_limit_is_exact),
+		cmocka_unit_test(test_ended_sessions_do_not_count_against_the_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
