@@ -38,17 +38,6 @@ dport=$(vm_port dev)
 echo "bench-spice-vs-tcp: ${mib} MiB disk, $rounds rounds x $reads O_DIRECT reads per path, TCG, guest clock (10 ms)"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# wait_listen PORT SECONDS
-wait_listen() {
-	_i=0
-	while [ $_i -lt $(($2 * 10)) ]; do
-		[ -n "$(ss -Htln "sport = :$1")" ] && return 0
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	return 1
-}
-
 # run_path PATH ROUND: one consumer VM over PATH; appends its reads to
 # $UG_VM_WORK/PATH.mbps.
 run_path() {
@@ -62,7 +51,7 @@ run_path() {
 	else
 		_sp=$(ug_free_port)
 		vm_consumer_start "$_c" --spice "$_sp" --script storage --env UG_READS="$reads" || return 1
-		wait_listen "$_sp" 60 || return 1
+		ug_wait_listen "$_sp" 60 || return 1
 		ug_spawn "srv$2" 600 "$srv" --spice "spice://127.0.0.1:$_sp" --from "tcp:127.0.0.1:$dport"
 	fi
 	_l=$(vm_wait_for "$_c" '^UG-RESULT sha256=' 600) || { echo "$_c: no result" >&2; return 1; }

@@ -36,13 +36,11 @@ PY
 
 qport=$(ug_free_port)
 vm_consumer_start con --bios-only --listen "$qport" || tap_bail "cannot start QEMU"
-i=0
-until ss -ltn "sport = :$qport" | grep -q LISTEN || [ $i -ge 300 ]; do sleep 0.1; i=$((i + 1)); done
+ug_wait_listen "$qport" 30 || :
 lport=$(ug_free_port)
 ug_spawn usbdump 120 sh -c "exec '$DUMP' --reverse --listen 127.0.0.1:$lport --connect 127.0.0.1:$qport \
 	-q -w '$W/o.pcap' --raw '$W/o.raw'"
-i=0
-until ss -ltn "sport = :$lport" | grep -q LISTEN || [ $i -ge 100 ]; do sleep 0.1; i=$((i + 1)); done
+ug_wait_listen "$lport" 10 || :
 python3 - "$lport" "$W/h2g" "$W/g2h" <<'PY'
 import socket, sys, time
 c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)

@@ -59,16 +59,6 @@ wait_count() {
 	done
 	return 1
 }
-# wait_listen PORT SECONDS: until something listens on 127.0.0.1:PORT.
-wait_listen() {
-	_i=0
-	while [ $_i -lt $(($2 * 10)) ]; do
-		[ -n "$(ss -Htln "sport = :$1")" ] && return 0
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	return 1
-}
 # wait_exit NAME SECONDS: until the process of $W/NAME.pid ended; its exit
 # status (through timeout, which passes it on) in $rc, 124 on our timeout.
 wait_exit() {
@@ -116,7 +106,7 @@ source_start() {
 			echo "usbreplay exited with $?"
 			n=$((n + 1))
 		done' "$UR" "$2" "$cap"
-	wait_listen "$2" 20 || tap_bail "usbreplay never listened on $2: $(tail -n 3 "$W/$1.log")"
+	ug_wait_listen "$2" 20 || tap_bail "usbreplay never listened on $2: $(tail -n 3 "$W/$1.log")"
 }
 # bios_start VM SPICE-OPTIONS NDEVICES [QEMU ARGS]: a paused SeaBIOS-only
 # QEMU with usb-redir devices redir0.. on spicevmc chardevs.
@@ -348,7 +338,7 @@ source_start deve "$de"
 # offered and attached, and SeaBIOS's first request is in flight, for sure,
 # when QEMU is killed.
 ug_spawn relaye 300 python3 "$UG_SRCDIR/tests/integration/usbredir-hold-relay.py" "$re" "$de" 290
-wait_listen "$re" 20 || tap_bail "the relay never listened: $(cat "$W/relaye.log")"
+ug_wait_listen "$re" 20 || tap_bail "the relay never listened: $(cat "$W/relaye.log")"
 bios_start e1 "port=$pe,addr=127.0.0.1,disable-ticketing=on" 1
 srv_start srve 200 --spice "spice://127.0.0.1:$pe" --from "tcp:127.0.0.1:$re"
 wait_log srve "attached to the VM on spice usbredir channel 0" 30

@@ -34,16 +34,6 @@ vm_guest || tap_bail "cannot build the test guest (tests/vm/build-guest.sh)"
 # From here: the time for a VM slot does not count.
 t_start=$(ug_now)
 
-# wait_listen PORT SECONDS: until something listens on 127.0.0.1:PORT.
-wait_listen() {
-	_i=0
-	while [ $_i -lt $(($2 * 10)) ]; do
-		[ -n "$(ss -Htln "sport = :$1")" ] && return 0
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	return 1
-}
 # wait_file FILE PATTERN SECONDS: until a line of FILE matches the ERE.
 wait_file() {
 	_i=0
@@ -92,7 +82,7 @@ vm_device_start dev --disk "$img" --files "prog=$srv" --no-listen --guestfwd-cmd
 	--exporter "exec usbredirsrv -v --spice spice://10.0.2.100:$P --redirect-on-connect '$rules'" ||
 	tap_bail "cannot start the device VM"
 vm_consumer_start con --spice "$S" --script "$W/hold.sh" || tap_bail "cannot start the consumer VM"
-wait_listen "$S" 60 || tap_bail "the consumer VM's SPICE server never listened on $S"
+ug_wait_listen "$S" 60 || tap_bail "the consumer VM's SPICE server never listened on $S"
 pcap=$W/proxy.pcap
 ug_spawn usbdump 420 "$USBDUMP" --spice-listen "127.0.0.1:$P" --spice-connect "127.0.0.1:$S" -q -w "$pcap"
 wait_file "$W/usbdump.log" 'listening on' 10 || tap_bail "usbdump does not listen: $(cat "$W/usbdump.log")"

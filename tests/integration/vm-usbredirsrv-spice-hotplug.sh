@@ -35,12 +35,7 @@ want_sum=$(sha256sum <"$img" | cut -c1-64)
 sport=$(ug_free_port)
 vm_consumer_start con --spice "$sport" --script storage --env UG_WAIT=300 ||
 	tap_bail "cannot start the consumer VM"
-i=0
-until [ -n "$(ss -Htln "sport = :$sport")" ] || [ $i -ge 600 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
-[ -n "$(ss -Htln "sport = :$sport")" ] || tap_bail "the consumer VM's SPICE server never listened"
+ug_wait_listen "$sport" 60 || tap_bail "the consumer VM's SPICE server never listened"
 
 exporter="mkdir -p /run/udev && systemd-udevd --daemon && sleep 0.5; exec usbredirsrv -v --spice spice://10.0.2.100:$sport"
 vm_device_start dev --no-listen --guestfwd-cmd "$sport" \

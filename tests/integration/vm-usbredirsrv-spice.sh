@@ -28,16 +28,6 @@ srv=$UG_BUILDDIR/usbredirsrv/usbredirsrv
 ug_require qemu-system-x86_64 qemu-system-x86 tshark tshark ss iproute2
 vm_guest || tap_bail "cannot build the test guest (tests/vm/build-guest.sh)"
 
-# wait_listen PORT SECONDS: until something listens on 127.0.0.1:PORT.
-wait_listen() {
-	_i=0
-	while [ $_i -lt $(($2 * 10)) ]; do
-		[ -n "$(ss -Htln "sport = :$1")" ] && return 0
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	return 1
-}
 # wait_log NAME PATTERN SECONDS: until a line of $UG_VM_WORK/NAME.log matches.
 wait_log() {
 	_i=0
@@ -68,7 +58,7 @@ ug_spawn qpw 120 qemu-system-x86_64 -machine pc -accel tcg -m 64 -nographic -nod
 	-device qemu-xhci,id=xhci -chardev spicevmc,name=usbredir,id=ur0 \
 	-device usb-redir,chardev=ur0,bus=xhci.0,id=redir0
 ug_on_exit 'ug_kill_pidfile "$UG_VM_WORK/qpw.pid"'
-wait_listen "$pp" 30 || tap_bail "QEMU with a SPICE password never listened on $pp"
+ug_wait_listen "$pp" 30 || tap_bail "QEMU with a SPICE password never listened on $pp"
 USBREDIRSRV_SPICE_PASSWORD='battery staple' timeout 60 "$srv" \
 	--spice "spice://127.0.0.1:$pp" --from tcp:127.0.0.1:9 >"$UG_VM_WORK/badpw.log" 2>&1
 rc=$?
@@ -98,7 +88,7 @@ vm_consumer_start con --spice "$sport" --script storage --env UG_READS=2 ||
 	tap_bail "cannot start the consumer VM"
 vm_wait_for dev '^UG-EXPORTER-READY' 120 >/dev/null ||
 	tap_bail "usbredirect never listened in the device VM"
-wait_listen "$sport" 60 || tap_bail "the consumer VM's SPICE server never listened"
+ug_wait_listen "$sport" 60 || tap_bail "the consumer VM's SPICE server never listened"
 pcap=$UG_VM_WORK/spice.pcap
 ug_spawn srv 400 "$srv" -v --spice "spice://127.0.0.1:$sport" \
 	--from "tcp:127.0.0.1:$(vm_port dev)" --pcap "$pcap"

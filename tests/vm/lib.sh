@@ -95,6 +95,18 @@ s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
 }
 
+# ug_wait_listen PORT SECONDS: until something listens on TCP PORT (any
+# local address); 1 when nothing did within SECONDS.
+ug_wait_listen() {
+	_wl_i=0
+	while [ $_wl_i -lt $(($2 * 10)) ]; do
+		[ -n "$(ss -Htln "sport = :$1")" ] && return 0
+		sleep 0.1
+		_wl_i=$((_wl_i + 1))
+	done
+	return 1
+}
+
 # ug_on_exit CMD: run CMD (with eval) from the EXIT trap, before VMs are killed.
 ug_on_exit() { _ug_on_exit="$_ug_on_exit
 $1"; }
