@@ -537,10 +537,12 @@ static int run_spice_proxy(struct app *a)
 		struct ug_spice_proxy_stats st;
 
 		ug_spice_proxy_get_stats(a->sproxy, &st);
-		msg("", "SPICE: %u connections (%" PRIu64 " usbredir channels, %" PRIu64 " encrypted, %u "
-		    "server connect failures), %" PRIu64 " LZ4 messages host->guest, %" PRIu64
-		    " guest->host", st.connections, a->spice_usbredir, a->spice_encrypted,
-		    st.connect_failures, a->spice_lz4[UG_DIR_H2G], a->spice_lz4[UG_DIR_G2H]);
+		msg("", "SPICE: %u connection%s (%" PRIu64 " usbredir channel%s, %" PRIu64
+		    " encrypted, %u server connect failures), %" PRIu64 " LZ4 messages "
+		    "host->guest, %" PRIu64 " guest->host", st.connections,
+		    st.connections == 1 ? "" : "s", a->spice_usbredir,
+		    a->spice_usbredir == 1 ? "" : "s", a->spice_encrypted, st.connect_failures,
+		    a->spice_lz4[UG_DIR_H2G], a->spice_lz4[UG_DIR_G2H]);
 		if (st.connect_failures)
 			a->exit_code = EXIT_FAIL;
 	}
