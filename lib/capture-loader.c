@@ -288,9 +288,6 @@ static int add_decoded(ug_recording *r, const struct ug_usbredir_packet *p, uint
 
 /* ---- raw record ---------------------------------------------------------- */
 
-/* Packet bytes one raw record carries (the pcap writer's fragment size). */
-#define RAW_ROOM (UG_USBMON_MAX_RECORD - UG_RAW_HEADER_SIZE)
-
 /* Where each record of one direction starts in its stream, so that a packet
  * the decoder releases later (held until both hellos were seen) keeps the
  * number and time of its own record. */
@@ -330,7 +327,7 @@ static int load_raw(ug_recording *r, const char *path)
 	ug_raw_reader *rd = ug_raw_reader_new();
 	ug_usbredir_session *s = ug_usbredir_session_new();
 	struct ug_raw_record rec;
-	uint64_t record = 0, nrec = 1, fed[2] = { 0, 0 };
+	uint64_t fed[2] = { 0, 0 };
 	GArray *pos[2];
 	uint32_t session = r->session;
 	int rc;
@@ -349,12 +346,11 @@ static int load_raw(ug_recording *r, const char *path)
 		goto out;
 	}
 	while ((rc = ug_raw_reader_next(rd, &rec)) == 1) {
+		/* The file's number for the record where this packet
+		 * starts, as tshark shows it; the reader counts fragments. */
+		uint64_t record = ug_raw_reader_record(rd);
 		struct rec_pos rp;
 
-		/* Number records as the file has them: a packet above one
-		 * record's size was written as several fragments. */
-		record += nrec;
-		nrec = rec.len ? (rec.len + RAW_ROOM - 1) / RAW_ROOM : 1;
 		if (!session)
 			session = rec.session;
 		if (rec.session != session)
@@ -390,7 +386,7 @@ static int load_raw(ug_recording *r, const char *path)
 		goto out;
 	}
 	if (!r->have_caps[0] || !r->have_caps[1]) {
-		if (!record) {
+		if (!ug_raw_reader_record(rd)) {
 			rc = ug_errmsg_set(r->errmsg, UG_E_NOTFOUND, "%s: no records", path);
 			goto out;
 		}

@@ -579,24 +579,31 @@ struct ug_device_bridge {
 	char err[UG_ERRMSG_SIZE];
 };
 
+/* The host's verbosity filter: info needs 1, debug 2; warnings and
+ * errors always pass. Checked before formatting anything. */
+static int hlog_wanted(const ug_usb_host *h, int level)
+{
+	if (!h->log_fn)
+		return 0;
+	if (level == UG_LOG_DEBUG && h->verbosity < 2)
+		return 0;
+	if (level == UG_LOG_INFO && h->verbosity < 1)
+		return 0;
+	return 1;
+}
+
 static void hlog(ug_usb_host *h, int level, const char *f, ...)
 	__attribute__((format(printf, 3, 4)));
 
 static void hlog(ug_usb_host *h, int level, const char *f, ...)
 {
-	char msg[512];
 	va_list ap;
 
-	if (!h->log_fn)
-		return;
-	if (level == UG_LOG_DEBUG && h->verbosity < 2)
-		return;
-	if (level == UG_LOG_INFO && h->verbosity < 1)
+	if (!hlog_wanted(h, level))
 		return;
 	va_start(ap, f);
-	vsnprintf(msg, sizeof(msg), f, ap);
+	ug_log_vemit(h->log_fn, h->log_data, level, f, ap);
 	va_end(ap);
-	h->log_fn(level, msg, h->log_data);
 }
 
 /* libusb's own messages (some come without a context) go to the log
@@ -872,20 +879,27 @@ UG_EXPORT void ug_usb_host_free(ug_usb_host *h)
 
 /* ---- the bridge: usbredirhost callbacks -------------------------------------- */
 
+/* A ug_log_fn that puts the bridge's name in front of a message that
+ * ug_log_vemit() has formatted, then passes it on to the host's log. */
+static void blog_prefix(int level, const char *msg, void *user_data)
+{
+	ug_device_bridge *b = user_data;
+
+	hlog(b->h, level, "%s: %s", b->name, msg);
+}
+
 static void blog(ug_device_bridge *b, int level, const char *f, ...)
 	__attribute__((format(printf, 3, 4)));
 
 static void blog(ug_device_bridge *b, int level, const char *f, ...)
 {
-	char msg[448];
 	va_list ap;
 
-	if (!b->h)
+	if (!b->h || !hlog_wanted(b->h, level))
 		return;
 	va_start(ap, f);
-	vsnprintf(msg, sizeof(msg), f, ap);
+	ug_log_vemit(blog_prefix, b, level, f, ap);
 	va_end(ap);
-	hlog(b->h, level, "%s: %s", b->name, msg);
 }
 
 static void emit(ug_device_bridge *b, enum ug_device_bridge_event ev, int error,

@@ -318,7 +318,8 @@ UG_EXPORT const char *ug_pcap_writer_errmsg(const ug_pcap_writer *w)
 struct ug_raw_reader {
 	pcap_t *p;
 	uint32_t max_packet;
-	uint64_t record_no;
+	uint64_t record_no;     /* records read from the file so far */
+	uint64_t packet_record; /* the record where the packet last returned starts */
 	struct ug_buf asm_buf;  /* a fragmented packet being joined */
 	char errmsg[UG_ERRMSG_SIZE];
 };
@@ -375,6 +376,7 @@ UG_EXPORT int ug_raw_reader_open(ug_raw_reader *r, const char *path)
 		                     UG_RAW_LINKTYPE);
 	}
 	r->record_no = 0;
+	r->packet_record = 0;
 	ug_buf_reset(&r->asm_buf);
 	return 0;
 }
@@ -471,6 +473,7 @@ static void fill(struct ug_raw_record *rec, const struct raw_frag *f, const uint
 UG_EXPORT int ug_raw_reader_next(ug_raw_reader *r, struct ug_raw_record *ret_rec)
 {
 	struct raw_frag first = { 0 };
+	uint64_t first_no = 0;
 	int joining = 0;
 
 	if (!r || !ret_rec)
@@ -509,9 +512,11 @@ UG_EXPORT int ug_raw_reader_next(ug_raw_reader *r, struct ug_raw_record *ret_rec
 				                     (unsigned long long)r->record_no, f.offset);
 			if (f.len == f.total) {
 				fill(ret_rec, &f, f.bytes);
+				r->packet_record = r->record_no;
 				return 1;
 			}
 			first = f;
+			first_no = r->record_no;
 			joining = 1;
 		} else if (f.offset != r->asm_buf.len || f.total != first.total ||
 		           f.dir != first.dir || f.session != first.session) {
@@ -527,9 +532,15 @@ UG_EXPORT int ug_raw_reader_next(ug_raw_reader *r, struct ug_raw_record *ret_rec
 			                     (unsigned long long)r->record_no, f.total);
 		if (r->asm_buf.len == first.total) {
 			fill(ret_rec, &first, ug_buf_peek(&r->asm_buf));
+			r->packet_record = first_no;
 			return 1;
 		}
 	}
+}
+
+UG_EXPORT uint64_t ug_raw_reader_record(const ug_raw_reader *r)
+{
+	return r ? r->packet_record : 0;
 }
 
 UG_EXPORT const char *ug_raw_reader_errmsg(const ug_raw_reader *r)

@@ -499,6 +499,15 @@ void ug_raw_reader_free(ug_raw_reader *r);
 int ug_raw_reader_set_max_packet(ug_raw_reader *r, uint32_t max);
 int ug_raw_reader_open(ug_raw_reader *r, const char *path);
 int ug_raw_reader_next(ug_raw_reader *r, struct ug_raw_record *ret_rec);
+/*
+ * The 1-based number, in the file, of the record where the packet last
+ * returned by ug_raw_reader_next() starts (a fragmented packet also takes
+ * the records after it); every record counts, fragments and other sessions'
+ * included, so it is the number tshark shows as the frame. 0 before the
+ * first packet (and for NULL); errors and the end of the file leave it as it
+ * was.
+ */
+uint64_t ug_raw_reader_record(const ug_raw_reader *r);
 const char *ug_raw_reader_errmsg(const ug_raw_reader *r);
 
 /*

@@ -227,7 +227,9 @@ static void test_raw_round_trip_with_fragments(void **state)
 
 	assert_int_equal(ug_raw_reader_next(rd, &got), UG_E_STATE);
 	assert_int_equal(ug_raw_reader_open(rd, path), 0);
+	assert_int_equal(ug_raw_reader_record(rd), 0);
 	assert_int_equal(ug_raw_reader_next(rd, &got), 1);
+	assert_int_equal(ug_raw_reader_record(rd), 1);
 	assert_int_equal(got.dir, UG_DIR_G2H);
 	assert_int_equal(got.ts_ns, 1);
 	assert_int_equal(got.caps_known, 0);
@@ -240,10 +242,14 @@ static void test_raw_round_trip_with_fragments(void **state)
 	assert_int_equal(got.session, 1);
 	assert_int_equal(got.len, big_len);
 	assert_memory_equal(got.bytes, big, big_len);
+	/* The big packet is records 2 to 4, numbered where it starts. */
+	assert_int_equal(ug_raw_reader_record(rd), 2);
 	assert_int_equal(ug_raw_reader_next(rd, &got), 1);
+	assert_int_equal(ug_raw_reader_record(rd), 5);
 	assert_int_equal(got.session, 2);
 	assert_memory_equal(got.bytes, bulk_hdr, sizeof(bulk_hdr));
 	assert_int_equal(ug_raw_reader_next(rd, &got), 0);
+	assert_int_equal(ug_raw_reader_record(rd), 5);
 	ug_raw_reader_free(rd);
 
 	/* A limit below the big packet refuses it, naming the numbers. */
@@ -252,7 +258,9 @@ static void test_raw_round_trip_with_fragments(void **state)
 	assert_int_equal(ug_raw_reader_open(rd, path), 0);
 	assert_int_equal(ug_raw_reader_next(rd, &got), 1);
 	assert_int_equal(ug_raw_reader_next(rd, &got), UG_E_TOOBIG);
-	assert_non_null(strstr(ug_raw_reader_errmsg(rd), "600000"));
+	assert_non_null(strstr(ug_raw_reader_errmsg(rd), "record 2: packet of 600000 bytes"));
+	/* An error leaves the number of the last packet returned. */
+	assert_int_equal(ug_raw_reader_record(rd), 1);
 	ug_raw_reader_free(rd);
 
 	/* Cut inside the fragmented packet: truncated, not a short packet. */
@@ -263,6 +271,68 @@ static void test_raw_round_trip_with_fragments(void **state)
 	assert_int_equal(ug_raw_reader_next(rd, &got), UG_E_TRUNCATED);
 	ug_raw_reader_free(rd);
 	free(big);
+	unlink(path);
+}
+
+/* One raw record carrying bytes [offset, offset + n) of a packet of total
+ * bytes, written by hand so that fragments can be of any size. */
+static void put_fragment(ug_pcap_writer *w, uint32_t session, const uint8_t *pkt,
+                         uint32_t total, uint32_t offset, uint32_t n)
+{
+	uint8_t rec[48 + 64];
+	const uint32_t be[4] = { 0xff, session, total, offset };
+
+	assert_true(n <= 64);
+	memset(rec, 0, sizeof(rec));
+	memcpy(rec, "\0\x0c\0\x08usbredir\0\x23\0\x04\0\0\0\0\0\0\0\0UGRW\x01\0\x01\0", 32);
+	for (int i = 0; i < 4; i++)
+		for (int b = 0; b < 4; b++)
+			rec[32 + 4 * i + b] = (uint8_t)(be[i] >> (24 - 8 * b));
+	memcpy(rec + 48, pkt + offset, n);
+	assert_int_equal(ug_pcap_writer_write(w, 0, rec, 48 + n, 48 + n), 0);
+}
+
+/* ug_raw_reader_record() counts the file's records, whatever size another
+ * writer gave the fragments: it cannot be rebuilt from packet lengths. */
+static void test_raw_reader_record_numbers(void **state)
+{
+	char *path = tmp_path("raw-numbers.pcap");
+	ug_pcap_writer *w = ug_pcap_writer_new();
+	ug_raw_reader *rd = ug_raw_reader_new();
+	struct ug_raw_record got;
+
+	assert_int_equal(ug_raw_reader_record(NULL), 0);
+	assert_int_equal(ug_pcap_writer_open(w, path, UG_RAW_LINKTYPE), 0);
+	/* Records 1-3: the 80-byte hello in fragments of 30, 30 and 20. */
+	put_fragment(w, 1, hello, sizeof(hello), 0, 30);
+	put_fragment(w, 1, hello, sizeof(hello), 30, 30);
+	put_fragment(w, 1, hello, sizeof(hello), 60, 20);
+	/* Record 4: another session's packet; record 5: a bulk header. */
+	put_fragment(w, 2, bulk_hdr, sizeof(bulk_hdr), 0, sizeof(bulk_hdr));
+	put_fragment(w, 1, bulk_hdr, sizeof(bulk_hdr), 0, sizeof(bulk_hdr));
+	/* Record 6: a fragment whose start is missing. */
+	put_fragment(w, 1, bulk_hdr, sizeof(bulk_hdr), 10, 16);
+	assert_int_equal(ug_pcap_writer_close(w), 0);
+	ug_pcap_writer_free(w);
+
+	assert_int_equal(ug_raw_reader_open(rd, path), 0);
+	assert_int_equal(ug_raw_reader_record(rd), 0);
+	assert_int_equal(ug_raw_reader_next(rd, &got), 1);
+	assert_int_equal(got.len, sizeof(hello));
+	assert_memory_equal(got.bytes, hello, sizeof(hello));
+	assert_int_equal(ug_raw_reader_record(rd), 1);
+	assert_int_equal(ug_raw_reader_next(rd, &got), 1);
+	assert_int_equal(got.session, 2);
+	assert_int_equal(ug_raw_reader_record(rd), 4);
+	assert_int_equal(ug_raw_reader_next(rd, &got), 1);
+	assert_int_equal(got.session, 1);
+	assert_int_equal(ug_raw_reader_record(rd), 5);
+	assert_int_equal(ug_raw_reader_next(rd, &got), UG_E_PROTO);
+	assert_non_null(strstr(ug_raw_reader_errmsg(rd), "record 6: fragment at 10 without its start"));
+	assert_int_equal(ug_raw_reader_record(rd), 5);
+	assert_int_equal(ug_raw_reader_next(rd, &got), 0);
+	assert_int_equal(ug_raw_reader_record(rd), 5);
+	ug_raw_reader_free(rd);
 	unlink(path);
 }
 
@@ -321,6 +391,7 @@ int main(void)
 		cmocka_unit_test(test_argument_checks),
 		cmocka_unit_test(test_raw_record_layout),
 		cmocka_unit_test(test_raw_round_trip_with_fragments),
+		cmocka_unit_test(test_raw_reader_record_numbers),
 		cmocka_unit_test(test_raw_reader_refuses_bad_input),
 	};
 
