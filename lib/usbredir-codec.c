@@ -789,11 +789,12 @@ static inline void copy_packet(struct ug_usbredir_packet *dst,
  * The hot path for valid data packets: the checks verify() makes, on the wire
  * bytes, then the packet written straight into ret. Returns 0 without
  * touching ret when the packet is not a data packet or is invalid: the
- * general path then decodes it and words the error.
+ * general path then decodes it and words the error. Inlined into both
+ * callers: as a call it costs a third of a control packet's decoding.
  */
-static inline bool fast_data(const struct dec *d, enum ug_dir dir, const uint8_t *raw,
-			     uint32_t type, uint32_t length, unsigned thl,
-			     struct ug_usbredir_packet *ret)
+static inline __attribute__((always_inline))
+bool fast_data(const struct dec *d, enum ug_dir dir, const uint8_t *raw, uint32_t type,
+	       uint32_t length, unsigned thl, struct ug_usbredir_packet *ret)
 {
 	const uint8_t *th = raw + d->hdr_len;
 	uint32_t data_len = length - thl, len;
@@ -875,20 +876,18 @@ static int skip_packet(struct dec *d, bool from_hold, uint32_t length, int err)
 	return err;
 }
 
-UG_EXPORT int ug_usbredir_session_next(ug_usbredir_session *s, enum ug_dir dir,
-				       struct ug_usbredir_packet *ret_pkt)
+/* Every case of next(): held bytes, skips, waits, errors, the non-data packet types. */
+static int next_general(ug_usbredir_session *s, enum ug_dir dir,
+			struct ug_usbredir_packet *ret_pkt)
 {
 	struct ug_usbredir_packet pkt;
-	struct dec *d;
+	struct dec *d = &s->dec[dir];
 	const uint8_t *hp;
 	uint32_t type, length;
 	size_t total;
 	int thl = -1, r;
 	bool from_hold;
 
-	if (!s || (dir != UG_DIR_G2H && dir != UG_DIR_H2G) || !ret_pkt)
-		return UG_E_INVAL;
-	d = &s->dec[dir];
 	if (d->failed)
 		return d->failed;
 	release_previous(d);
@@ -938,4 +937,42 @@ UG_EXPORT int ug_usbredir_session_next(ug_usbredir_session *s, enum ug_dir dir,
 	if (r > 0)
 		copy_packet(ret_pkt, &pkt, thl);
 	return r;
+}
+
+/*
+ * The common case first, in a function small enough to keep its state in
+ * registers: nothing held or to skip, the caps known, and a valid data packet
+ * wholly in the fed buffer. It changes nothing until the packet is accepted,
+ * so anything else can go to next_general() and be decoded from scratch there,
+ * with the same result and the same error text.
+ */
+UG_EXPORT int ug_usbredir_session_next(ug_usbredir_session *s, enum ug_dir dir,
+				       struct ug_usbredir_packet *ret_pkt)
+{
+	struct dec *d;
+	uint32_t type, length;
+	size_t total;
+	int thl;
+
+	if (!s || (dir != UG_DIR_G2H && dir != UG_DIR_H2G) || !ret_pkt)
+		return UG_E_INVAL;
+	d = &s->dec[dir];
+	if (d->failed || d->hold_drop || d->skip || d->hold.len || !d->ready ||
+	    d->in_len < d->hdr_len)
+		return next_general(s, dir, ret_pkt);
+	type = ug_get_le32(d->in);
+	length = ug_get_le32(d->in + 4);
+	/* Only the types fast_data() knows; the rest take the general path. */
+	if (type < FIRST_DATA_TYPE || type > usb_redir_interrupt_packet ||
+	    length > s->max_packet)
+		return next_general(s, dir, ret_pkt);
+	thl = d->thl[NCONTROL_TYPES + type - FIRST_DATA_TYPE];
+	total = d->hdr_len + (size_t)length;
+	if (thl < 0 || length < (uint32_t)thl || d->in_len < total ||
+	    !fast_data(d, dir, d->in, type, length, (unsigned)thl, ret_pkt))
+		return next_general(s, dir, ret_pkt);
+	d->in += total;
+	d->in_len -= total;
+	d->consumed += total;
+	return 1;
 }
