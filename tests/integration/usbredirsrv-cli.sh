@@ -67,6 +67,9 @@ start() {
 	eval "pid_$_name=$!"
 	pids="$pids $!"
 }
+# daemon_pid PID: the usbredirsrv that timeout PID runs (the libtool wrapper
+# execs it in place), or nothing when it is gone.
+daemon_pid() { pgrep -P "$1" usbredirsrv | head -n 1; }
 wait_log() { # NAME REGEX: waits up to 10 s for a log line
 	_i=0
 	while ! grep -q -E "$2" "$work/$1.log" 2>/dev/null; do
@@ -126,10 +129,13 @@ is "the next client after a disconnect gets a new session" "${v%% *}" "usbgate"
 is "journald-style fields: the export's name is in its messages" \
 	"$(grep -c 'export stick: session ended' "$work/main.log")" 2
 
-# SIGHUP: a new export appears, the old one is kept.
+# SIGHUP: a new export appears, the old one is kept. It goes to the daemon
+# itself: timeout forwards a SIGHUP but also arms its -k KILL with it, which
+# then killed the daemon 10 s later, before the SIGTERM below when the
+# machine was loaded.
 p3=$(free_port)
 printf '\n[export kbd]\ndevice=0627:0001\nlisten=127.0.0.1:%s\n' "$p3" >>"$work/srv.conf"
-kill -HUP "$pid_main"
+kill -HUP "$(daemon_pid "$pid_main")"
 wait_log main "export kbd: device 0627:0001, listening" || true
 v=$(hello "$p3")
 is "after SIGHUP the new export serves" "${v%% *}" "usbgate"
@@ -167,9 +173,12 @@ is "--connect retries until the listener appears, then sends its hello" \
 
 # SIGTERM: clean exit 0. If a process is still there after 5 s, its
 # threads' stacks go to the TAP log (gdb, when installed) before the KILL.
+for t in $pid_main $pid_conn; do
+	[ -n "$(daemon_pid "$t")" ] || echo "# usbredirsrv under timeout $t was gone before the SIGTERM"
+done
 kill -TERM "$pid_main" "$pid_conn"
 for t in $pid_main $pid_conn; do
-	c=$(pgrep -P "$t" usbredirsrv | head -n 1)
+	c=$(daemon_pid "$t")
 	i=0
 	while [ -n "$c" ] && kill -0 "$c" 2>/dev/null && [ $i -lt 50 ]; do
 		sleep 0.1
