@@ -74,28 +74,51 @@ static int all_digits(const char *s)
 	return 1;
 }
 
+/* The two NSS databases looked up here, and the words their errors use. */
+enum nss_db { NSS_PASSWD, NSS_GROUP };
+
+static int nss_call(enum nss_db db, const char *name, uint32_t id, void *ret_entry, char *buf,
+                    size_t size, int *found)
+{
+	int r;
+
+	if (db == NSS_PASSWD) {
+		struct passwd *res = NULL;
+
+		r = name ? getpwnam_r(name, ret_entry, buf, size, &res)
+		         : getpwuid_r((uid_t)id, ret_entry, buf, size, &res);
+		*found = res != NULL;
+	} else {
+		struct group *res = NULL;
+
+		r = name ? getgrnam_r(name, ret_entry, buf, size, &res)
+		         : getgrgid_r((gid_t)id, ret_entry, buf, size, &res);
+		*found = res != NULL;
+	}
+	return r;
+}
+
 /*
- * One passwd lookup by name (name != NULL) or uid. Returns 1 found (the
- * entry's strings live in *ret_buf, freed by the caller), 0 not found, or a
- * negative UG_E_* with the reason in errbuf.
+ * One lookup by name (name != NULL) or id in the passwd or group database,
+ * growing the string buffer on ERANGE up to ENTRY_BUF_MAX. Returns 1 found
+ * (the entry's strings live in *ret_buf, freed by the caller), 0 not found,
+ * or a negative UG_E_* with the reason in errbuf.
  */
-static int lookup_user(const char *name, uint32_t uid, struct passwd *ret_pw, char **ret_buf,
-                       char *errbuf, size_t errbuf_size)
+static int nss_lookup(enum nss_db db, const char *name, uint32_t id, void *ret_entry,
+                      char **ret_buf, char *errbuf, size_t errbuf_size)
 {
 	size_t size = 16384;
 
 	for (;;) {
 		char *buf = malloc(size);
-		struct passwd *res = NULL;
-		int r;
+		int found, r;
 
 		if (!buf) {
 			set_err(errbuf, errbuf_size, "out of memory");
 			return UG_E_NOMEM;
 		}
-		r = name ? getpwnam_r(name, ret_pw, buf, size, &res)
-		         : getpwuid_r((uid_t)uid, ret_pw, buf, size, &res);
-		if (r == 0 && res) {
+		r = nss_call(db, name, id, ret_entry, buf, size, &found);
+		if (r == 0 && found) {
 			*ret_buf = buf;
 			return 1;
 		}
@@ -108,51 +131,27 @@ static int lookup_user(const char *name, uint32_t uid, struct passwd *ret_pw, ch
 			continue;
 		}
 		if (name)
-			set_err(errbuf, errbuf_size, "looking up user \"%.64s\": %s", name,
+			set_err(errbuf, errbuf_size, "looking up %s \"%.64s\": %s",
+			        db == NSS_PASSWD ? "user" : "group", name,
 			        r == ERANGE ? "entry larger than 1048576 bytes" : strerror(r));
 		else
-			set_err(errbuf, errbuf_size, "looking up uid %u: %s", uid,
+			set_err(errbuf, errbuf_size, "looking up %s %u: %s",
+			        db == NSS_PASSWD ? "uid" : "gid", id,
 			        r == ERANGE ? "entry larger than 1048576 bytes" : strerror(r));
 		return UG_E_IO;
 	}
 }
 
-/* The same for the group database. */
+static int lookup_user(const char *name, uint32_t uid, struct passwd *ret_pw, char **ret_buf,
+                       char *errbuf, size_t errbuf_size)
+{
+	return nss_lookup(NSS_PASSWD, name, uid, ret_pw, ret_buf, errbuf, errbuf_size);
+}
+
 static int lookup_group(const char *name, uint32_t gid, struct group *ret_gr, char **ret_buf,
                         char *errbuf, size_t errbuf_size)
 {
-	size_t size = 16384;
-
-	for (;;) {
-		char *buf = malloc(size);
-		struct group *res = NULL;
-		int r;
-
-		if (!buf) {
-			set_err(errbuf, errbuf_size, "out of memory");
-			return UG_E_NOMEM;
-		}
-		r = name ? getgrnam_r(name, ret_gr, buf, size, &res)
-		         : getgrgid_r((gid_t)gid, ret_gr, buf, size, &res);
-		if (r == 0 && res) {
-			*ret_buf = buf;
-			return 1;
-		}
-		free(buf);
-		if (r == 0 || r == ENOENT || r == ESRCH || r == EBADF || r == EPERM)
-			return 0;
-		if (r == ERANGE && size < ENTRY_BUF_MAX) {
-			size *= 2;
-			continue;
-		}
-		if (name)
-			set_err(errbuf, errbuf_size, "looking up group \"%.64s\": %s", name,
-			        r == ERANGE ? "entry larger than 1048576 bytes" : strerror(r));
-		else
-			set_err(errbuf, errbuf_size, "looking up gid %u: %s", gid,
-			        r == ERANGE ? "entry larger than 1048576 bytes" : strerror(r));
-		return UG_E_IO;
-	}
+	return nss_lookup(NSS_GROUP, name, gid, ret_gr, ret_buf, errbuf, errbuf_size);
 }
 
 /* USER's memberships plus gid, bounded by the system's NGROUPS_MAX. */
