@@ -49,15 +49,6 @@ def drain():
     except socket.timeout: pass
     return out
 drain(); s.sendall(sys.stdin.read().encode()); sys.stdout.write(drain().decode(errors="replace"))' "$W/q$1/mon.sock"; }
-wait_log() {
-	_i=0
-	while [ $_i -lt $(($3 * 10)) ]; do
-		grep -q -E -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	return 1
-}
 # replay N: usbreplay number N into the server, in the background.
 replay() {
 	timeout -k 5 120 "$UR" -vv --spice "spice://127.0.0.1:$sp" "$cap" </dev/null \
@@ -76,11 +67,11 @@ attached() {
 
 qemu_start 1
 replay 1
-wait_log "$W/replay1.log" 'linked' 40 || tap_bail "usbreplay never linked: $(tail -n 3 "$W/replay1.log")"
+ug_wait_match "$W/replay1.log" 'linked' 40 || tap_bail "usbreplay never linked: $(tail -n 3 "$W/replay1.log")"
 sleep 1
 hmp 1 cont >/dev/null
 tap_check "usbreplay's device is attached to the first QEMU" attached 1
-wait_log "$W/replay1.log" 'request [0-9]+:' 40
+ug_wait_match "$W/replay1.log" 'request [0-9]+:' 40
 kill -KILL "$(cat "$W/q1/qemu.pid")"
 t_kill=$(ug_now)
 pid=$(cat "$W/replay1.pid")
@@ -110,7 +101,7 @@ fi
 # The server comes back on the same port.
 qemu_start 2
 replay 2
-if wait_log "$W/replay2.log" 'linked' 40; then
+if ug_wait_match "$W/replay2.log" 'linked' 40; then
 	sleep 1
 	hmp 2 cont >/dev/null
 	tap_check "after the restart a new usbreplay attaches the device again" attached 2

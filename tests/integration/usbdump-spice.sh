@@ -30,24 +30,6 @@ tcount() {
 		echo "tshark-failed: $(grep -v 'Running as user' "$W/tc.err" | head -2)"
 	fi
 }
-wait_log() {
-	_i=0
-	while [ $_i -lt $(($3 * 10)) ]; do
-		grep -Eq "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	return 1
-}
-wait_gone() {
-	_i=0
-	while [ $_i -lt $(($2 * 10)) ]; do
-		kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null || return 0
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	return 1
-}
 
 [ -x "$USBDUMP" ] || tap_bail "usbdump is not built ($USBDUMP)"
 [ -x "$UR_BIN" ] || tap_bail "usbreplay is not built ($UR_BIN)"
@@ -72,13 +54,13 @@ vm_consumer_start con --spice "$sp" --script storage --env UG_READS=0 ||
 vm_wait_for con '^UG-RUN start' 120 >/dev/null || tap_bail "the consumer VM does not reach its script"
 
 ug_spawn tcpdump 300 tcpdump -i lo -U -w "$W/session.pcap" "tcp port $sp"
-wait_log "$W/tcpdump.log" 'listening on' 10 || tap_bail "tcpdump does not start"
+ug_wait_match "$W/tcpdump.log" 'listening on' 10 || tap_bail "tcpdump does not start"
 
 pp=$(ug_free_port)
 ug_spawn usbdump 280 sh -c '"$0" "$@" >"'"$W"'/dump.json"; echo $? >"'"$W"'/dump.rc"' \
 	"$USBDUMP" --spice-listen "127.0.0.1:$pp" --spice-connect "127.0.0.1:$sp" \
 	-w "$W/proxy.pcap" --raw "$W/proxy.raw" --json
-wait_log "$W/usbdump.log" 'listening on' 10 || tap_bail "usbdump does not listen"
+ug_wait_match "$W/usbdump.log" 'listening on' 10 || tap_bail "usbdump does not listen"
 
 ug_spawn replay 240 "$UR_BIN" -v --spice "spice://127.0.0.1:$pp" "$UG_SRCDIR/tests/data/storage.raw.pcap"
 line=$(vm_wait_for con '^UG-ENUM' 120)
@@ -93,15 +75,15 @@ disk_sum=$(sha256sum <"$W/disk.img" | cut -c1-64)
 tap_is "the guest read the recorded disk whole through usbdump (sha256)" "${sum:-none}" "$disk_sum"
 vm_wait_for con '^UG-DONE' 60 >/dev/null
 vm_wait_exit con 60 || vm_stop con
-wait_gone "$W/replay.pid" 30 || ug_kill_pidfile "$W/replay.pid"
-wait_gone "$W/usbdump.pid" 30
+ug_wait_gone "$W/replay.pid" 30 || ug_kill_pidfile "$W/replay.pid"
+ug_wait_gone "$W/usbdump.pid" 30
 rc=$(cat "$W/dump.rc" 2>/dev/null)
 tap_is "usbdump exits 0 when the SPICE session ends" "${rc:-still running}" 0
 [ "${rc:-}" = 0 ] || tap_diag "$(tail -n 20 "$W/usbdump.log")"
 ug_kill_pidfile "$W/usbdump.pid"
 sleep 1
 kill -INT "$(cat "$W/tcpdump.pid")" 2>/dev/null
-wait_gone "$W/tcpdump.pid" 10
+ug_wait_gone "$W/tcpdump.pid" 10
 
 # tshark on usbdump's pcap.
 total=$(tcount "$W/proxy.pcap" frame)
@@ -172,10 +154,10 @@ ug_spawn usbdump2 100 sh -c '"$0" "$@" >"'"$W"'/dump2.json"; echo $? >"'"$W"'/du
 	--spice-tls-listen "127.0.0.1:$ptp" --spice-tls-connect "127.0.0.1:$tp" \
 	--tls-cert "$pki/server-cert.pem" --tls-key "$pki/server-key.pem" --tls-ca "$pki/ca-cert.pem" \
 	-w "$W/tls.pcap" --json
-wait_log "$W/usbdump2.log" 'SPICE over TLS' 10 || tap_diag "usbdump with TLS does not listen: $(cat "$W/usbdump2.log")"
+ug_wait_match "$W/usbdump2.log" 'SPICE over TLS' 10 || tap_diag "usbdump with TLS does not listen: $(cat "$W/usbdump2.log")"
 ug_spawn replay2 100 "$UR_BIN" -v --spice "spice+tls://127.0.0.1:$ptp" --ca-file "$pki/ca-cert.pem" \
 	"$UG_SRCDIR/tests/data/storage.raw.pcap"
-wait_log "$W/replay2.log" 'linked' 30
+ug_wait_match "$W/replay2.log" 'linked' 30
 sleep 1
 vm_hmp bios cont >/dev/null
 i=0 info=""
@@ -189,8 +171,8 @@ tap_check "TLS through usbdump: HMP info usb shows the replayed drive attached (
 	sh -c "printf '%s' '$info' | grep -q 'Speed 5000 Mb/s, Product USB Redirection Device, ID: redir0'"
 sleep 3
 vm_hmp bios quit >/dev/null 2>&1
-wait_gone "$W/replay2.pid" 30 || ug_kill_pidfile "$W/replay2.pid"
-wait_gone "$W/usbdump2.pid" 30 || ug_kill_pidfile "$W/usbdump2.pid"
+ug_wait_gone "$W/replay2.pid" 30 || ug_kill_pidfile "$W/replay2.pid"
+ug_wait_gone "$W/usbdump2.pid" 30 || ug_kill_pidfile "$W/usbdump2.pid"
 tap_check "usbdump terminated TLS: channels named spice+tls, nothing reported encrypted" \
 	sh -c "grep -q 'spice+tls usbredir channel 0' '$W/usbdump2.log' && ! grep -q 'TLS: forwarded as it is' '$W/usbdump2.log'"
 nt=$(grep -c '"type":"control_packet"' "$W/dump2.json")

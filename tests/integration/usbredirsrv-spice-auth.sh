@@ -39,16 +39,8 @@ ug_require "$UG_QEMU" qemu-system-x86 openssl openssl ss iproute2 python3 python
 
 # ---- helpers ---------------------------------------------------------------------
 
-# wait_log NAME REGEX SECONDS: until a line of $W/NAME.log matches (grep -E).
-wait_log() {
-	_i=0
-	while [ $_i -lt $(($3 * 10)) ]; do
-		grep -Eq -- "$2" "$W/$1.log" 2>/dev/null && return 0
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	return 1
-}
+# wait_log NAME ERE SECONDS: a line of $W/NAME.log.
+wait_log() { ug_wait_match "$W/$1.log" "$2" "$3"; }
 # wait_count NAME REGEX N SECONDS: until N lines of $W/NAME.log match.
 wait_count() {
 	_i=0

@@ -34,25 +34,6 @@ vm_guest || tap_bail "cannot build the test guest (tests/vm/build-guest.sh)"
 # From here: the time for a VM slot does not count.
 t_start=$(ug_now)
 
-# wait_file FILE PATTERN SECONDS: until a line of FILE matches the ERE.
-wait_file() {
-	_i=0
-	while [ $_i -lt $(($3 * 10)) ]; do
-		grep -Eq "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	return 1
-}
-# wait_gone FILE SECONDS: until the process whose PID is in FILE ended.
-wait_gone() {
-	_i=0
-	while kill -0 "$(cat "$1")" 2>/dev/null && [ $_i -lt $(($2 * 10)) ]; do
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	! kill -0 "$(cat "$1")" 2>/dev/null
-}
 
 img=$W/disk.img
 vm_disk_image "$img" 16 || tap_bail "cannot write the disk image"
@@ -85,7 +66,7 @@ vm_consumer_start con --spice "$S" --script "$W/hold.sh" || tap_bail "cannot sta
 ug_wait_listen "$S" 60 || tap_bail "the consumer VM's SPICE server never listened on $S"
 pcap=$W/proxy.pcap
 ug_spawn usbdump 420 "$USBDUMP" --spice-listen "127.0.0.1:$P" --spice-connect "127.0.0.1:$S" -q -w "$pcap"
-wait_file "$W/usbdump.log" 'listening on' 10 || tap_bail "usbdump does not listen: $(cat "$W/usbdump.log")"
+ug_wait_match "$W/usbdump.log" 'listening on' 10 || tap_bail "usbdump does not listen: $(cat "$W/usbdump.log")"
 vm_wait_for dev '^UG-EXPORTER-READY' 150 >/dev/null || tap_bail "usbredirsrv never started in the device VM"
 
 if vm_wait_for dev 'SPICE session [0-9a-f]+ connected' 60 >/dev/null; then
@@ -118,7 +99,7 @@ vm_wait_for con '^UG-HOLD' 60 >/dev/null || tap_diag "the first consumer did not
 # completed and the file is finished.
 # (timeout passes the TERM on to usbdump and exits with its status.)
 kill -TERM "$(cat "$W/usbdump.pid")"
-if wait_gone "$W/usbdump.pid" 20; then
+if ug_wait_gone "$W/usbdump.pid" 20; then
 	wait "$(cat "$W/usbdump.pid")"
 	rc=$?
 else

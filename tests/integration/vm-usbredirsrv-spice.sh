@@ -28,25 +28,8 @@ srv=$UG_BUILDDIR/usbredirsrv/usbredirsrv
 ug_require qemu-system-x86_64 qemu-system-x86 tshark tshark ss iproute2
 vm_guest || tap_bail "cannot build the test guest (tests/vm/build-guest.sh)"
 
-# wait_log NAME PATTERN SECONDS: until a line of $UG_VM_WORK/NAME.log matches.
-wait_log() {
-	_i=0
-	while [ $_i -lt $(($3 * 10)) ]; do
-		grep -Eq "$2" "$UG_VM_WORK/$1.log" 2>/dev/null && return 0
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	return 1
-}
-# wait_pid FILE SECONDS: until the process in FILE ended; its status in $rc.
-wait_gone() {
-	_i=0
-	while kill -0 "$(cat "$1")" 2>/dev/null && [ $_i -lt $(($2 * 10)) ]; do
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	! kill -0 "$(cat "$1")" 2>/dev/null
-}
+# wait_log NAME ERE SECONDS: a line of $UG_VM_WORK/NAME.log.
+wait_log() { ug_wait_match "$UG_VM_WORK/$1.log" "$2" "$3"; }
 
 # ---- (b) passwords ------------------------------------------------------------
 pw=$UG_VM_WORK/secret
@@ -144,7 +127,7 @@ vm_wait_exit con2 60 || vm_stop con2
 
 # ---- (c) --pcap, finished at SIGTERM ------------------------------------------------
 kill -TERM "$(cat "$UG_VM_WORK/srv.pid")"
-if wait_gone "$UG_VM_WORK/srv.pid" 10; then
+if ug_wait_gone "$UG_VM_WORK/srv.pid" 10; then
 	tap_ok "usbredirsrv stops on SIGTERM"
 else
 	tap_fail "usbredirsrv stops on SIGTERM" "$(tail -n 20 "$UG_VM_WORK/srv.log")"
