@@ -56,20 +56,26 @@ listener_pid() {
 	done
 	ss -ltnpH "sport = :$1" | sed -n 's/.*pid=\([0-9]*\),.*/\1/p' | head -n 1
 }
-# The PID of the process called NAME (or lt-NAME) below ROOT (waits up to 10 s).
+# The PID of the program NAME (or lt-NAME) running below ROOT (waits up to
+# 10 s). The match is on the executable, not the command name: libtool's
+# wrapper script is called NAME too, and so are the subshells it forks
+# before it execs the program, which end at once.
 descendant() {
 	_i=0
 	while [ $_i -lt 100 ]; do
-		_p=$(ps -e -o pid=,ppid=,comm= | awk -v root="$1" -v name="$2" '
+		for _p in $(ps -e -o pid=,ppid=,comm= | awk -v root="$1" -v name="$2" '
 			{ parent[$1] = $2; comm[$1] = $3 }
 			END {
 				for (p in comm) {
 					if (comm[p] != name && comm[p] != "lt-" name) continue
 					for (q = p; q in parent && q != 1; q = parent[q])
-						if (q == root) { print p; exit }
+						if (q == root) { print p; break }
 				}
-			}')
-		[ -n "$_p" ] && { echo "$_p"; return 0; }
+			}'); do
+			case $(readlink "/proc/$_p/exe" 2>/dev/null) in
+			*/"$2" | */"lt-$2") echo "$_p"; return 0 ;;
+			esac
+		done
 		sleep 0.1
 		_i=$((_i + 1))
 	done
