@@ -997,7 +997,10 @@ int ug_capture_fd(const ug_capture *c);
 int ug_capture_next(ug_capture *c, struct ug_capture_event *ret_ev);
 
 /* Stops reading: the connections still open are flushed (their holes as
- * GAPs) and closed with UG_CAPTURE_CLOSE_END by the following next() calls. */
+ * GAPs) and closed with UG_CAPTURE_CLOSE_END by the following next() calls.
+ * A live capture first reads the frames the kernel still holds (captured
+ * before the stop, handed over in blocks): the next next() call may wait for
+ * them, 100 ms at most in all. */
 void ug_capture_stop(ug_capture *c);
 
 /* 1 once ug_capture_next() has returned 0 for good. */
