@@ -778,13 +778,18 @@ static void offer_device(ug_emulated_device *d)
 static void handle_packet(ug_emulated_device *d, const struct ug_usbredir_packet *gp)
 {
 	switch (gp->type) {
-	case usb_redir_hello:
+	case usb_redir_hello: {
+		struct usb_redir_device_connect_header dc;
+
 		if (d->hello_seen)
 			return;
 		d->hello_seen = 1;
 		d->caps = ug_usbredir_session_caps(d->s);
 		offer_device(d);
+		ug_recording_device(d->rec, &dc);
+		logf_(d, UG_LOG_INFO, "guest hello: device %04x:%04x offered", dc.vendor_id, dc.product_id);
 		return;
+	}
 	case usb_redir_cancel_data_packet:
 		/* Every request is answered at once, so there is never one
 		 * left to cancel; like usbredirhost, ignore late cancels. */

@@ -55,6 +55,8 @@ replay() {
 		>"$W/replay$1.out" 2>"$W/replay$1.log" &
 	echo $! >"$W/replay$1.pid"
 }
+# The usbredir channel's link (with -vv the main channel's is logged first).
+linked='usbredir channel [0-9]+: linked'
 attached() {
 	_i=0
 	while [ $_i -lt 60 ]; do
@@ -67,7 +69,8 @@ attached() {
 
 qemu_start 1
 replay 1
-ug_wait_match "$W/replay1.log" 'linked' 40 || tap_bail "usbreplay never linked: $(tail -n 3 "$W/replay1.log")"
+ug_wait_match "$W/replay1.log" "$linked" 40 ||
+	tap_bail "usbreplay never linked: $(tail -n 3 "$W/replay1.log")"
 sleep 1
 hmp 1 cont >/dev/null
 tap_check "usbreplay's device is attached to the first QEMU" attached 1
@@ -101,7 +104,7 @@ fi
 # The server comes back on the same port.
 qemu_start 2
 replay 2
-if ug_wait_match "$W/replay2.log" 'linked' 40; then
+if ug_wait_match "$W/replay2.log" "$linked" 40; then
 	sleep 1
 	hmp 2 cont >/dev/null
 	tap_check "after the restart a new usbreplay attaches the device again" attached 2

@@ -14,7 +14,7 @@ UG_TEST_TIMEOUT=${UG_TEST_TIMEOUT:-240}
 . "${UG_SRCDIR:-$(dirname "$0")/../..}/tests/vm/lib.sh"
 . "$UG_SRCDIR/tests/integration/usbreplay-lib.sh"
 
-tap_plan 6
+tap_plan 7
 [ -x "$UR_BIN" ] || tap_bail "usbreplay is not built"
 command -v "$UG_QEMU" >/dev/null || tap_bail "$UG_QEMU is missing"
 cap=$UG_SRCDIR/tests/data/storage.raw.pcap
@@ -37,8 +37,11 @@ tap_check "idle usb-redir before usbreplay (${before:-no answer})" \
 
 ug_spawn replay 100 sh -c '"$0" "$@" >"'"$UG_VM_WORK"'/replay.json"; echo $? >"'"$UG_VM_WORK"'/replay.rc"' \
 	"$UR_BIN" -vv --json --spice "spice://127.0.0.1:$sp" "$cap"
-ur_wait_log "$UG_VM_WORK/replay.log" 'linked' 30
-tap_check "usbreplay linked the SPICE usbredir channel" grep -q 'linked' "$UG_VM_WORK/replay.log"
+# The usbredir channel's own line: with -vv the main channel's link is
+# logged first. QEMU sends its usbredir hello only once the VM runs.
+ug_wait_match "$UG_VM_WORK/replay.log" 'usbredir channel [0-9]+: linked' 30
+tap_check "usbreplay linked the SPICE usbredir channel" \
+	grep -q -E 'usbredir channel [0-9]+: linked' "$UG_VM_WORK/replay.log"
 sleep 1
 vm_hmp bios cont >/dev/null
 i=0 info=""
@@ -50,6 +53,8 @@ while [ $i -lt 60 ]; do
 done
 tap_check "HMP info usb: the replayed flash drive is attached at 5000 Mb/s ($info)" \
 	sh -c "printf '%s' '$info' | grep -q 'Speed 5000 Mb/s, Product USB Redirection Device, ID: redir0'"
+tap_check "usbreplay -v says when it offered the device (after QEMU's hello)" \
+	grep -q -E 'guest hello: device 46f4:0001 offered' "$UG_VM_WORK/replay.log"
 i=0
 while [ $i -lt 40 ] && [ "$(grep -c 'request [0-9]*:' "$UG_VM_WORK/replay.log")" -lt 10 ]; do
 	sleep 0.5
@@ -57,7 +62,7 @@ while [ $i -lt 40 ] && [ "$(grep -c 'request [0-9]*:' "$UG_VM_WORK/replay.log")"
 done
 sleep 3
 vm_hmp bios quit >/dev/null 2>&1
-ur_wait_pid "$UG_VM_WORK/replay.pid" 30
+ug_wait_gone "$UG_VM_WORK/replay.pid" 30
 json=$(cat "$UG_VM_WORK/replay.json" 2>/dev/null)
 req=$(printf '%s' "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["summary"]["requests"])' 2>/dev/null)
 matched=$(printf '%s' "$json" | python3 -c 'import json,sys; s=json.load(sys.stdin)["summary"]; print(s["matched"] + s["reused"])' 2>/dev/null)
