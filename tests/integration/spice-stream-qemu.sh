@@ -105,7 +105,7 @@ usb_speed() {
 
 # tcpdump is ready once it has printed "listening on".
 start_tcpdump() {
-	timeout 300 tcpdump -i lo -U -w "$1" "tcp port $2" >"$1.log" 2>&1 &
+	timeout 300 tcpdump -i lo -U --immediate-mode -w "$1" "tcp port $2" >"$1.log" 2>&1 &
 	tcpdump_pid=$!
 	pids="$pids $tcpdump_pid"
 	wait_for "$1.log" "listening on" 10

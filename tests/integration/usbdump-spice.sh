@@ -53,7 +53,7 @@ vm_consumer_start con --spice "$sp" --script storage --env UG_READS=0 ||
 	tap_bail "cannot start the consumer VM"
 vm_wait_for con '^UG-RUN start' 120 >/dev/null || tap_bail "the consumer VM does not reach its script"
 
-ug_spawn tcpdump 300 tcpdump -i lo -U -w "$W/session.pcap" "tcp port $sp"
+ug_spawn tcpdump 300 tcpdump -i lo -U --immediate-mode -w "$W/session.pcap" "tcp port $sp"
 ug_wait_match "$W/tcpdump.log" 'listening on' 10 || tap_bail "tcpdump does not start"
 
 pp=$(ug_free_port)
@@ -157,7 +157,7 @@ ug_spawn usbdump2 100 sh -c '"$0" "$@" >"'"$W"'/dump2.json"; echo $? >"'"$W"'/du
 ug_wait_match "$W/usbdump2.log" 'SPICE over TLS' 10 || tap_diag "usbdump with TLS does not listen: $(cat "$W/usbdump2.log")"
 ug_spawn replay2 100 "$UR_BIN" -v --spice "spice+tls://127.0.0.1:$ptp" --ca-file "$pki/ca-cert.pem" \
 	"$UG_SRCDIR/tests/data/storage.raw.pcap"
-ug_wait_match "$W/replay2.log" 'linked' 30
+ug_wait_match "$W/replay2.log" 'usbredir channel [0-9]+: linked' 30
 sleep 1
 vm_hmp bios cont >/dev/null
 i=0 info=""
