@@ -36,9 +36,8 @@ if vm_wait_for con '^UG-KBD-READY' 90 >/dev/null; then
 else
 	tap_fail "the consumer guest opened the redirected keyboard through usbdump"
 fi
-for k in $keys esc; do
-	vm_sendkey dev "$k" >/dev/null
-done
+# shellcheck disable=SC2086 # one argument per key
+vm_type dev con $keys esc >/dev/null
 line=$(vm_wait_for con '^UG-RESULT keys=' 60)
 tap_is "the keys arrive in order although an output failed" "$(vm_field "$line" keys)" "$want_codes"
 if grep -q 'raw record /dev/full: .*[Nn]o space left' "$W/usbdump.log"; then

@@ -7,6 +7,7 @@
 # Lines printed:
 #   UG-NODE VID:PID PATH MODE UID GID        the device nodes, after the change
 #   UG-IDS task=TID Uid=... Gid=... Groups=...  each thread of usbredirsrv, after the drop
+#   UG-IDS-END                                  after the last thread's line
 uid=$1
 gid=$2
 mkdir -p /run/udev && systemd-udevd --daemon && sleep 0.5
@@ -32,4 +33,5 @@ for t in /proc/$pid/task/*; do
 	echo "UG-IDS task=${t##*/} $(sed -n -E 's/^(Uid|Gid|Groups):[[:space:]]*/\1=/p' "$t/status" |
 		tr -s '\t ' ',' | sed 's/,$//' | tr '\n' ' ')"
 done
+echo "UG-IDS-END"
 wait $pid

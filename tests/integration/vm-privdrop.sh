@@ -48,7 +48,7 @@ fi
 tap_is "the disk's node belongs to group $gid, mode 660; the keyboard's stays root's" \
 	"$(vm_lines dev '^UG-NODE ' | awk '{ print $2, ($2 == "46f4:0001" ? $4 " " : "") $5, $6 }' |
 		sort | tr '\n' ' ')" "0627:0001 0 0 46f4:0001 660 0 $gid "
-vm_wait_for dev '^UG-IDS ' 30 >/dev/null
+vm_wait_for dev '^UG-IDS-END' 30 >/dev/null
 ids=$(vm_lines dev '^UG-IDS ' | sed 's/^UG-IDS task=[0-9]* //' | sort -u)
 tap_is "every thread ($(vm_lines dev '^UG-IDS ' | wc -l)) runs as uid $uid gid $gid with only group $gid" \
 	"$ids" "Uid=$uid,$uid,$uid,$uid Gid=$gid,$gid,$gid,$gid Groups=$gid "

@@ -548,13 +548,11 @@ vm_running() { kill -0 "$(cat "$(vm_dir "$1")/pid")" 2>/dev/null; }
 # extended REGEX and prints it (the first one). Returns 1 on timeout, 2 when
 # the VM ended without printing it. The host seconds from the VM's start to
 # the match are then in "$(vm_dir NAME)/matched-at".
-# _vm_grep_complete FILE ERE: the first matching line among the complete
-# (newline-terminated) lines of FILE, so that a line the guest is still
-# writing is never taken for a result.
-_vm_grep_complete() {
-	head -n "$(wc -l <"$1" 2>/dev/null || echo 0)" "$1" 2>/dev/null |
-		grep -a -E -m 1 -- "$2" | tr -d '\r'
-}
+# _vm_complete FILE: the complete (newline-terminated) lines of FILE, so that
+# a line the guest is still writing is never taken for a result (nor
+# counted); _vm_grep_complete FILE ERE: the first of them that matches.
+_vm_complete() { head -n "$(wc -l <"$1" 2>/dev/null || echo 0)" "$1" 2>/dev/null; }
+_vm_grep_complete() { _vm_complete "$1" | grep -a -E -m 1 -- "$2" | tr -d '\r'; }
 
 vm_wait_for() {
 	_dir=$(vm_dir "$1")
@@ -591,10 +589,10 @@ vm_wait_count() {
 	_dir=$(vm_dir "$1")
 	_end=$(($(date +%s) + $4))
 	while :; do
-		_c=$(grep -a -c -E -- "$2" "$_dir/console.log" 2>/dev/null)
+		_c=$(_vm_complete "$_dir/console.log" | grep -a -c -E -- "$2")
 		if [ "${_c:-0}" -ge "$3" ]; then
 			ug_since "$(cat "$_dir/start")" >"$_dir/matched-at"
-			grep -a -E -- "$2" "$_dir/console.log" | sed -n "$3p" | tr -d '\r'
+			_vm_complete "$_dir/console.log" | grep -a -E -- "$2" | sed -n "$3p" | tr -d '\r'
 			return 0
 		fi
 		vm_running "$1" || { echo "vm_wait_count $1: VM ended with $_c of $3 /$2/" >&2; return 2; }
@@ -612,7 +610,7 @@ vm_exported() {
 }
 
 # vm_lines NAME REGEX: every console line matching REGEX (so far).
-vm_lines() { grep -a -E -- "$2" "$(vm_log "$1")" | tr -d '\r'; }
+vm_lines() { _vm_complete "$(vm_log "$1")" | grep -a -E -- "$2" | tr -d '\r'; }
 
 # vm_field LINE KEY: the value of KEY=VALUE in a marker line.
 vm_field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
@@ -654,6 +652,23 @@ vm_qmp() {
 vm_hmp() { vm_qmp "$1" "$2"; }
 vm_info_usb() { vm_hmp "$1" "info usb"; }
 vm_sendkey() { vm_hmp "$1" "sendkey $2"; }
+# vm_type DEV CON KEY...: HMP sendkey of each KEY into DEV's usb-kbd, whose
+# events CON's kbd script prints as UG-KEY lines. QEMU's usb-kbd queues only
+# 16 events until its interrupt endpoint is polled through the whole chain,
+# so the first key goes alone and the rest once CON has printed it. Prints
+# how many keys HMP accepted.
+vm_type() {
+	_vt_dev=$1 _vt_con=$2
+	shift 2
+	_vt_n=0
+	vm_sendkey "$_vt_dev" "$1" >/dev/null && _vt_n=$((_vt_n + 1))
+	shift
+	vm_wait_for "$_vt_con" '^UG-KEY ' 60 >/dev/null
+	for _vt_k in "$@"; do
+		vm_sendkey "$_vt_dev" "$_vt_k" >/dev/null && _vt_n=$((_vt_n + 1))
+	done
+	echo "$_vt_n"
+}
 # vm_reset NAME [SECONDS]: a real reset, back to the guest's /init (waits
 # for its next UG-BOOT init line, default 120 s). -no-reboot turns resets
 # into exits, and after a reset SeaBIOS resets the machine twice more itself,
