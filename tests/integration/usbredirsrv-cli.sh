@@ -78,6 +78,14 @@ wait_log() { # NAME REGEX: waits up to 10 s for a log line
 		sleep 0.1
 	done
 }
+wait_count() { # NAME REGEX MIN: waits up to 30 s for MIN matching log lines
+	_i=0
+	while _c=$(grep -c -E "$2" "$work/$1.log" 2>/dev/null); [ "${_c:-0}" -lt "$3" ]; do
+		_i=$((_i + 1))
+		[ $_i -gt 300 ] && return 1
+		sleep 0.1
+	done
+}
 
 echo "1..22"
 
@@ -126,6 +134,9 @@ v=$(hello "$sock")
 is "a unix-socket client gets the hello" "${v%% *}" "usbgate"
 v=$(hello "$p2")
 is "the next client after a disconnect gets a new session" "${v%% *}" "usbgate"
+# The daemon logs the end of a session when it reads the client's close,
+# which can come after hello() has returned.
+wait_count main 'export stick: session ended' 2 || :
 is "journald-style fields: the export's name is in its messages" \
 	"$(grep -c 'export stick: session ended' "$work/main.log")" 2
 
@@ -158,7 +169,8 @@ is "--no-reconnect: an unreachable SPICE server is exit status 4, with a message
 # --connect: QEMU's side listens late; usbredirsrv retries with backoff.
 p4=$(free_port)
 start conn -v --connect "46f4:0001@127.0.0.1:$p4"
-sleep 1.5
+# Two refused attempts (about 250 ms, then 500 ms apart) before listening.
+wait_count conn 'failed, next in' 2 || :
 got=$(python3 -c "
 import socket
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
