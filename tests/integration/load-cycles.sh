@@ -64,8 +64,21 @@ listening() {
 	ss -ltnH "sport = :$1" | awk '{print $4}'
 }
 cycle() { python3 "$H/proxy-peer.py" cycles "$1" "$2" "$UG_SRCDIR"; }
+# settled PID: until PID holds no TCP socket but its listeners (up to 10 s):
+# the last cycle's sockets are closed when the tool reads the peer's close,
+# which can come after the client has gone, so counting fds before that
+# would count them.
+settled() {
+	_i=0
+	while ss -Htanp | grep -v '^LISTEN' | grep -q "pid=$1,"; do
+		[ $_i -ge 100 ] && return 1
+		sleep 0.1
+		_i=$((_i + 1))
+	done
+}
 # flat NAME PID BEFORE-FDS BEFORE-RSS LOG: the two checks after the cycles.
 flat() {
+	settled "$2" || :
 	_f=$(fds "$2")
 	_r=$(rss "$2")
 	tap_is "$1: open file descriptors after $N cycles equal those before ($3)" "$_f" "$3"
@@ -114,6 +127,7 @@ spid=$(child "$stpid")
 srv_checker=$(checker "$spid")
 
 got=$(cycle "$sport" 20)
+settled "$spid" || :
 f0=$(fds "$spid")
 r0=$(rss "$spid")
 got=$(cycle "$sport" "$N")
@@ -129,6 +143,7 @@ tap_is "usbdump --listen PORT listens on 127.0.0.1 only" "$(listening "$dport")"
 dpid=$(child "$dtpid")
 dump_checker=$(checker "$dpid")
 got=$(cycle "$dport" 20)
+settled "$dpid" || :
 f0=$(fds "$dpid")
 r0=$(rss "$dpid")
 got=$(cycle "$dport" "$N")
