@@ -22,13 +22,13 @@ vm_wait_for con '^UG-RUN start' 120 >/dev/null || tap_bail "consumer"
 p=$(ug_free_port)
 ug_spawn proxy 200 "$UG_VM_WORK/ug-recproxy" "127.0.0.1:$p" "127.0.0.1:$(vm_port dev)" \
 	"$out/storage.raw.pcap" "$out/storage.usbmon.pcap"
-ur_wait_log "$UG_VM_WORK/proxy.log" 'listening' 10 || tap_bail "proxy"
+ug_wait_match "$UG_VM_WORK/proxy.log" 'listening' 10 || tap_bail "proxy"
 vm_redir_attach con "$p"
 line=$(vm_wait_for con '^UG-RESULT sha256=' 120)
 tap_diag "$line"
 vm_wait_for con '^UG-DONE' 60 >/dev/null
 vm_wait_exit con 60 || vm_stop con
-ur_wait_pid "$UG_VM_WORK/proxy.pid" 20
+ug_wait_gone "$UG_VM_WORK/proxy.pid" 20
 vm_stop dev
 tap_check "storage recorded" test -s "$out/storage.raw.pcap"
 
@@ -40,14 +40,14 @@ vm_wait_for con2 '^UG-RUN start' 120 >/dev/null || tap_bail "consumer 2"
 p=$(ug_free_port)
 ug_spawn proxy2 200 "$UG_VM_WORK/ug-recproxy" "127.0.0.1:$p" "127.0.0.1:$(vm_port dev2)" \
 	"$out/kbd.raw.pcap" "$out/kbd.usbmon.pcap"
-ur_wait_log "$UG_VM_WORK/proxy2.log" 'listening' 10 || tap_bail "proxy 2"
+ug_wait_match "$UG_VM_WORK/proxy2.log" 'listening' 10 || tap_bail "proxy 2"
 vm_redir_attach con2 "$p"
 vm_wait_for con2 '^UG-KBD-READY' 90 >/dev/null
 for k in u s b g a t e ret esc; do vm_sendkey dev2 "$k" >/dev/null; done
 line=$(vm_wait_for con2 '^UG-RESULT keys=' 60)
 tap_diag "$line"
 vm_wait_exit con2 60 || vm_stop con2
-ur_wait_pid "$UG_VM_WORK/proxy2.pid" 20
+ug_wait_gone "$UG_VM_WORK/proxy2.pid" 20
 vm_stop dev2
 tap_check "keyboard recorded" test -s "$out/kbd.raw.pcap"
 ls -l "$out" | sed 's/^/# /'

@@ -116,11 +116,11 @@ EOF_CASES
 # answers the replayed guest of the same pcap with no divergence.
 mon=$UG_SRCDIR/tests/data/kbd.usbmon.pcap
 ug_spawn dev 30 sh -c '"$0" "$@"; echo $? >"'"$W"'/dev.rc"' "$UR_BIN" --speed high --listen 127.0.0.1:0 "$mon"
-ur_wait_log "$W/dev.log" 'listening on' 10
+ug_wait_match "$W/dev.log" 'listening on' 10
 port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$W/dev.log")
 timeout 30 "$UR_BIN" --guest --speed high --connect "127.0.0.1:$port" "$mon" >"$W/guest.out" 2>&1
 tap_is "usbmon capture: the replayed guest against the emulated device (exit 0)" "$?" 0
-ur_wait_pid "$W/dev.pid" 10
+ug_wait_gone "$W/dev.pid" 10
 tap_check "and the emulated device pushed the keyboard's reports ($(tail -n 1 "$W/dev.log"))" \
 	grep -q ' 18 stream packets' "$W/dev.log"
 "$UR_BIN" --help >"$W/help" 2>&1

@@ -13,28 +13,5 @@ ur_build_proxy() {
 		$(pkg-config --libs glib-2.0) >"$UG_VM_WORK/ug-recproxy.build.log" 2>&1
 }
 
-# ur_wait_log FILE REGEX SECONDS: waits until a line of FILE matches REGEX.
-ur_wait_log() {
-	_i=0
-	while [ $_i -lt $(($3 * 10)) ]; do
-		grep -q -E -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	return 1
-}
-
-# ur_wait_pid PIDFILE SECONDS: waits for the process to end; its exit code
-# (from timeout's wrapper) is not available here, use ur_run for that.
-ur_wait_pid() {
-	_p=$(cat "$1")
-	_i=0
-	while kill -0 "$_p" 2>/dev/null && [ $_i -lt $(($2 * 10)) ]; do
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	! kill -0 "$_p" 2>/dev/null
-}
-
 # ur_count NAME REGEX: how many console lines of VM NAME match.
 ur_count() { vm_lines "$1" "$2" | wc -l; }

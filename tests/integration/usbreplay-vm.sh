@@ -34,13 +34,13 @@ vm_wait_for con '^UG-RUN start' 120 >/dev/null || tap_bail "the consumer VM does
 p=$(ug_free_port)
 ug_spawn proxy 240 "$UG_VM_WORK/ug-recproxy" "127.0.0.1:$p" "127.0.0.1:$(vm_port dev)" \
 	"$raw" "$UG_VM_WORK/storage.usbmon.pcap"
-ur_wait_log "$UG_VM_WORK/proxy.log" 'listening' 10 || tap_bail "the recording proxy does not listen"
+ug_wait_match "$UG_VM_WORK/proxy.log" 'listening' 10 || tap_bail "the recording proxy does not listen"
 vm_redir_attach con "$p" || tap_fail "usb-redir hot-plugged into the consumer VM"
 rec_sum=$(vm_field "$(vm_wait_for con '^UG-RESULT sha256=' 120)" sha256)
 tap_is "the recorded guest read the disk through usbredirect" "$rec_sum" "$disk_sum"
 vm_wait_for con '^UG-DONE' 60 >/dev/null
 vm_wait_exit con 60 || vm_stop con
-ur_wait_pid "$UG_VM_WORK/proxy.pid" 30 || ug_kill_pidfile "$UG_VM_WORK/proxy.pid"
+ug_wait_gone "$UG_VM_WORK/proxy.pid" 30 || ug_kill_pidfile "$UG_VM_WORK/proxy.pid"
 size=$(stat -c %s "$raw" 2>/dev/null || echo 0)
 tap_check "the recording was written ($size bytes)" test "$size" -gt 100000
 
@@ -50,7 +50,7 @@ vm_wait_for con2 '^UG-RUN start' 120 >/dev/null || tap_bail "the second consumer
 q=$(ug_free_port)
 ug_spawn replay 240 sh -c '"$0" "$@" >"'"$UG_VM_WORK"'/replay.out"; echo $? >"'"$UG_VM_WORK"'/replay.rc"' \
 	"$UR_BIN" -v --listen "127.0.0.1:$q" "$raw"
-ur_wait_log "$UG_VM_WORK/replay.log" 'listening on' 10 || tap_bail "usbreplay does not listen"
+ug_wait_match "$UG_VM_WORK/replay.log" 'listening on' 10 || tap_bail "usbreplay does not listen"
 vm_redir_attach con2 "$q" || tap_fail "usb-redir hot-plugged into the second consumer VM"
 line=$(vm_wait_for con2 '^UG-ENUM' 120)
 tap_is "the fresh guest enumerates the replayed device" "$(vm_field "$line" id)" 46f4:0001
@@ -61,7 +61,7 @@ tap_is "and the same disk size" "$(vm_lines con2 '^UG-DISK' | sed 's/ uptime=.*/
 	"$(vm_lines con '^UG-DISK' | sed 's/ uptime=.*//')"
 vm_wait_for con2 '^UG-DONE' 60 >/dev/null
 vm_wait_exit con2 60 || vm_stop con2
-ur_wait_pid "$UG_VM_WORK/replay.pid" 30
+ug_wait_gone "$UG_VM_WORK/replay.pid" 30
 tap_is "usbreplay in device mode found no divergence (exit 0)" "$(cat "$UG_VM_WORK/replay.rc" 2>/dev/null)" 0
 tap_diag "$(tail -n 1 "$UG_VM_WORK/replay.out" 2>/dev/null)"
 
