@@ -47,7 +47,7 @@ check() {
 	if eval "$cmd"; then ok "$name"; else not_ok "$name" "$@"; fi
 }
 
-for tool in qemu-system-x86_64 socat openssl ss shuf timeout; do
+for tool in qemu-system-x86_64 python3 openssl ss shuf timeout; do
 	if ! command -v "$tool" >/dev/null 2>&1; then
 		echo "1..1"
 		echo "not ok 1 - $tool is missing (scripts/setup installs it)"
@@ -94,9 +94,10 @@ wait_count() {
 	return 1
 }
 
-# hmp NAME COMMAND: one HMP command on QEMU NAME's monitor, output without CRs.
+# hmp NAME COMMAND: one HMP command through QEMU NAME's QMP socket (the
+# whole answer, however slow), output without CRs.
 hmp() {
-	printf '%s\n' "$2" | timeout 5 socat -t 1 - "UNIX-CONNECT:$tmp/$1.mon" | tr -d '\r'
+	timeout 30 python3 "${UG_SRCDIR:-..}/tests/vm/ugvm.py" qmp "$tmp/$1.mon" "$2" | tr -d '\r'
 }
 
 # usb_speed NAME ID: the speed HMP shows for usb-redir device ID.
@@ -110,7 +111,7 @@ start_qemu() {
 	spice=$2
 	shift 2
 	timeout 300 qemu-system-x86_64 -machine pc -accel tcg -m 128 -nographic -nodefaults \
-		-monitor "unix:$tmp/$name.mon,server=on,wait=off" \
+		-qmp "unix:$tmp/$name.mon,server=on,wait=off" \
 		-spice "$spice" "$@" \
 		-device qemu-xhci,id=xhci \
 		-chardev spicevmc,name=usbredir,id=ur0 -device usb-redir,chardev=ur0,bus=xhci.0,id=redir0 \

@@ -58,7 +58,7 @@ check() {
 	if eval "$cmd"; then ok "$name"; else not_ok "$name" "$@"; fi
 }
 
-for t in qemu-system-x86_64 tcpdump socat openssl ss shuf timeout python3 cmp; do
+for t in qemu-system-x86_64 tcpdump openssl ss shuf timeout python3 cmp; do
 	if ! command -v "$t" >/dev/null 2>&1; then
 		echo "1..1"
 		echo "not ok 1 - $t is missing (scripts/setup installs it)"
@@ -95,8 +95,10 @@ wait_for() {
 	return 1
 }
 
+# hmp COMMAND: one HMP command through QEMU's QMP socket (the whole answer,
+# however slow), output without CRs.
 hmp() {
-	printf '%s\n' "$1" | timeout 5 socat -t 1 - "UNIX-CONNECT:$tmp/qemu.mon" | tr -d '\r'
+	timeout 30 python3 "${UG_SRCDIR:-..}/tests/vm/ugvm.py" qmp "$tmp/qemu.mon" "$1" | tr -d '\r'
 }
 
 usb_speed() {
@@ -132,7 +134,7 @@ openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca-cert.pem" -CAkey "$pki/ca-k
 sp=$(free_port)
 tp=$(free_port)
 timeout 300 qemu-system-x86_64 -machine pc -accel tcg -m 128 -nographic -nodefaults \
-	-monitor "unix:$tmp/qemu.mon,server=on,wait=off" \
+	-qmp "unix:$tmp/qemu.mon,server=on,wait=off" \
 	-spice "port=$sp,tls-port=$tp,addr=127.0.0.1,disable-ticketing=on,x509-dir=$pki" \
 	-device qemu-xhci,id=xhci \
 	-chardev spicevmc,name=usbredir,id=ur0 -device usb-redir,chardev=ur0,bus=xhci.0,id=redir0 \
