@@ -35,8 +35,14 @@ vm_wait_for con '^UG-RUN start' 120 >/dev/null || tap_bail "the consumer VM neve
 vm_redir_attach con "$pport" || tap_bail "cannot hot-plug usb-redir into the consumer VM"
 vm_wait_for con '^UG-DISK ' 90 >/dev/null || tap_bail "the consumer guest never saw the disk"
 
-# The read starts right after UG-DISK; reset while it runs.
-sleep 0.5
+# The read starts right after UG-DISK: reset once 512 KiB of it went through
+# usbdump (its pcap grew by that much), with most of the 4 MiB still to come.
+s0=$(stat -c %s "$W/reset.pcap" 2>/dev/null || echo 0)
+i=0
+while [ "$(stat -c %s "$W/reset.pcap" 2>/dev/null || echo 0)" -lt $((s0 + 524288)) ] && [ $i -lt 600 ]; do
+	sleep 0.05
+	i=$((i + 1))
+done
 reads_before=$(vm_lines con '^UG-RESULT sha256=' | wc -l)
 if vm_reset con 150; then
 	tap_ok "the consumer VM reset during the read (sha256 lines before: $reads_before) and booted again"
