@@ -80,7 +80,7 @@ lport=$(ug_free_port)
 timeout -k 2 60 "$DUMP" --listen "127.0.0.1:$lport" --connect "127.0.0.1:$(cat "$d/hport")" \
 	-q -w /dev/full </dev/null >"$d/usbdump.log" 2>&1 &
 dpid=$!
-ug_wait_listen "$lport" 10 || :
+ug_wait_listen "$lport" 30 || :
 python3 "$H/proxy-peer.py" guest "$lport" "$d/g2h" "$d/guest-got" "$(stat -c %s "$d/h2g")" \
 	</dev/null >"$d/guest.log" 2>&1
 wait "$dpid"

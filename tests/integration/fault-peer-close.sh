@@ -40,7 +40,7 @@ ug_wait_listen "$qport" 30 || :
 lport=$(ug_free_port)
 ug_spawn usbdump 120 sh -c "exec '$DUMP' --reverse --listen 127.0.0.1:$lport --connect 127.0.0.1:$qport \
 	-q -w '$W/o.pcap' --raw '$W/o.raw'"
-ug_wait_listen "$lport" 10 || :
+ug_wait_listen "$lport" 30 || :
 python3 - "$lport" "$W/h2g" "$W/g2h" <<'PY'
 import socket, sys, time
 c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)

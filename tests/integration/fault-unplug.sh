@@ -146,7 +146,7 @@ vm_wait_for con '^UG-RUN start' 150 >/dev/null || tap_bail "the consumer VM neve
 pport=$(ug_free_port)
 ug_spawn usbdump 330 "$DUMP" --listen "127.0.0.1:$pport" --connect "127.0.0.1:$(vm_port dev)" \
 	-q -w "$W/dump.pcap"
-ug_wait_listen "$pport" 10 || :
+ug_wait_listen "$pport" 30 || :
 vm_redir_attach con "$pport" || tap_bail "cannot hot-plug usb-redir into the consumer VM"
 vm_wait_for con '^UG-READ pass=1 start' 150 >/dev/null ||
 	tap_bail "the consumer guest never started reading: $(vm_lines con '^UG-' | tail -n 3)"

@@ -51,7 +51,7 @@ while IFS='|' read -r name want re; do
 	timeout -k 2 60 "$DUMP" --listen "127.0.0.1:$lport" --connect "127.0.0.1:$(cat "$d/hport")" \
 		-q -w "$d/out.pcap" --raw "$d/out.raw" </dev/null >"$d/usbdump.log" 2>&1 &
 	dpid=$!
-	ug_wait_listen "$lport" 10 || :
+	ug_wait_listen "$lport" 30 || :
 	# The wrapper script execs the binary, so timeout's child is usbdump.
 	upid=$(pgrep -P "$dpid" | head -n 1)
 	[ -n "$upid" ] && peak_rss "$upid" "$d/hwm" &

@@ -51,11 +51,13 @@ gs.bind(("127.0.0.1", C)); gs.listen(1); gs.settimeout(10)
 p = subprocess.Popen([ud, "--reverse", "--keep", "--json", "--listen", str(L), "--connect",
                       "127.0.0.1:%d" % C], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 for i in range(2):
-    for _ in range(50):
+    for _ in range(300):
         try:
             h = socket.create_connection(("127.0.0.1", L)); break
         except OSError:
             time.sleep(0.1)
+    else:
+        sys.exit("usbdump --reverse never listened on %d" % L)
     g, _ = gs.accept(); g.settimeout(10); h.settimeout(10)
     g.sendall(hello(b"qemu usb-redir guest 7.2.22")); h.sendall(hello(b"usbredir 0.13.0"))
     assert h.recv(100) == hello(b"qemu usb-redir guest 7.2.22")

@@ -105,7 +105,7 @@ vm_wait_exit con1 60 || vm_stop con1
 
 # usbredirsrv saw both sessions end and released the devices.
 i=0
-while [ "$(vm_lines dev 'Message: .*export .*: session ended' | wc -l)" -lt 2 ] && [ $i -lt 100 ]; do
+while [ "$(vm_lines dev 'Message: .*export .*: session ended' | wc -l)" -lt 2 ] && [ $i -lt 600 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done
