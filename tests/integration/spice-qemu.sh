@@ -11,99 +11,11 @@ set -u
 
 probe=${UG_BUILDDIR:-.}/tests/integration/spice-client-probe
 tmp=$(mktemp -d /tmp/ug-spice-qemu.XXXXXX)
-pids=""
-n=0
-failed=0
-
-cleanup() {
-	for p in $pids; do
-		kill "$p" 2>/dev/null
-	done
-	wait 2>/dev/null
-	rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1))
-	echo "not ok $n - $1"
-	failed=1
-	shift
-	for f in "$@"; do
-		[ -f "$f" ] && sed 's/^/#   /' "$f" | tail -n 25
-	done
-}
-# check NAME COMMAND... [-- FILES TO SHOW ON FAILURE]
-check() {
-	name=$1
-	shift
-	cmd=""
-	while [ $# -gt 0 ] && [ "$1" != "--" ]; do
-		cmd="$cmd $1"
-		shift
-	done
-	[ $# -gt 0 ] && shift
-	if eval "$cmd"; then ok "$name"; else not_ok "$name" "$@"; fi
-}
-
-for tool in qemu-system-x86_64 python3 openssl ss shuf timeout; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		echo "1..1"
-		echo "not ok 1 - $tool is missing (scripts/setup installs it)"
-		exit 1
-	fi
-done
-if [ ! -x "$probe" ]; then
-	echo "1..1"
-	echo "not ok 1 - $probe is not built"
-	exit 1
-fi
+. "${UG_SRCDIR:-..}/tests/integration/spice-qemu-lib.sh"
+require qemu-system-x86_64 python3 openssl ss shuf timeout
+require_built "$probe"
 
 echo "1..30"
-
-free_port() {
-	while :; do
-		p=$(shuf -i 20000-60000 -n 1)
-		if [ -z "$(ss -Htln "sport = :$p")" ]; then
-			echo "$p"
-			return
-		fi
-	done
-}
-
-# wait_for FILE PATTERN SECONDS: until a line of FILE matches (grep -E).
-wait_for() {
-	i=0
-	while [ "$i" -lt $(($3 * 10)) ]; do
-		grep -Eq "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-
-# wait_count FILE PATTERN N SECONDS: until at least N lines of FILE match.
-wait_count() {
-	i=0
-	while [ "$i" -lt $(($4 * 10)) ]; do
-		[ "$(grep -Ec "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-
-# hmp NAME COMMAND: one HMP command through QEMU NAME's QMP socket (the
-# whole answer, however slow), output without CRs.
-hmp() {
-	timeout 30 python3 "${UG_SRCDIR:-..}/tests/vm/ugvm.py" qmp "$tmp/$1.mon" "$2" | tr -d '\r'
-}
-
-# usb_speed NAME ID: the speed HMP shows for usb-redir device ID.
-usb_speed() {
-	hmp "$1" "info usb" | sed -n "s/.*Speed \([0-9.]*\) Mb\/s.*ID: $2\$/\1/p"
-}
 
 # start_qemu NAME SPICE-OPTIONS [EXTRA QEMU ARGS]: a SeaBIOS-only VM, running.
 start_qemu() {
@@ -119,17 +31,7 @@ start_qemu() {
 		>"$tmp/$name.qemu.log" 2>&1 &
 	pids="$pids $!"
 	eval "qemu_pid_$name=$!"
-	wait_for_monitor "$name"
-}
-
-wait_for_monitor() {
-	i=0
-	while [ "$i" -lt 100 ]; do
-		hmp "$1" "info status" 2>/dev/null | grep -q "running" && return 0
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
+	wait_running "$name"
 }
 
 # start_probe NAME ARGS...: the probe in the background, commands through a FIFO.

@@ -24,86 +24,11 @@ probe=${UG_BUILDDIR:-.}/tests/integration/spice-client-probe
 tool=${UG_BUILDDIR:-.}/tests/integration/spice-stream-tool
 edit=${UG_SRCDIR:-..}/tests/integration/pcap-edit.py
 tmp=$(mktemp -d /tmp/ug-spice-stream.XXXXXX)
-pids=""
-n=0
-failed=0
-
-cleanup() {
-	for p in $pids; do
-		kill "$p" 2>/dev/null
-	done
-	wait 2>/dev/null
-	# UG_KEEP=1 keeps the captures and outputs for a look afterwards.
-	if [ -n "${UG_KEEP:-}" ]; then echo "# kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT INT TERM
-
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1))
-	echo "not ok $n - $1"
-	failed=1
-	shift
-	for f in "$@"; do
-		[ -f "$f" ] && sed 's/^/#   /' "$f" | tail -n 25
-	done
-}
-# check NAME COMMAND [-- FILES TO SHOW ON FAILURE]
-check() {
-	name=$1
-	shift
-	cmd=$1
-	shift
-	[ $# -gt 0 ] && shift
-	if eval "$cmd"; then ok "$name"; else not_ok "$name" "$@"; fi
-}
-
-for t in qemu-system-x86_64 tcpdump openssl ss shuf timeout python3 cmp; do
-	if ! command -v "$t" >/dev/null 2>&1; then
-		echo "1..1"
-		echo "not ok 1 - $t is missing (scripts/setup installs it)"
-		exit 1
-	fi
-done
-for b in "$probe" "$tool"; do
-	if [ ! -x "$b" ]; then
-		echo "1..1"
-		echo "not ok 1 - $b is not built"
-		exit 1
-	fi
-done
+. "${UG_SRCDIR:-..}/tests/integration/spice-qemu-lib.sh"
+require qemu-system-x86_64 tcpdump openssl ss shuf timeout python3 cmp
+require_built "$probe" "$tool"
 
 echo "1..19"
-
-free_port() {
-	while :; do
-		p=$(shuf -i 20000-60000 -n 1)
-		if [ -z "$(ss -Htln "sport = :$p")" ]; then
-			echo "$p"
-			return
-		fi
-	done
-}
-
-wait_for() {
-	i=0
-	while [ "$i" -lt $(($3 * 10)) ]; do
-		grep -Eq "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-
-# hmp COMMAND: one HMP command through QEMU's QMP socket (the whole answer,
-# however slow), output without CRs.
-hmp() {
-	timeout 30 python3 "${UG_SRCDIR:-..}/tests/vm/ugvm.py" qmp "$tmp/qemu.mon" "$1" | tr -d '\r'
-}
-
-usb_speed() {
-	hmp "info usb" | sed -n "s/.*Speed \([0-9.]*\) Mb\/s.*ID: $1\$/\1/p"
-}
 
 # tcpdump is ready once it has printed "listening on".
 start_tcpdump() {
@@ -141,11 +66,7 @@ timeout 300 qemu-system-x86_64 -machine pc -accel tcg -m 128 -nographic -nodefau
 	-chardev spicevmc,name=usbredir,id=ur1 -device usb-redir,chardev=ur1,bus=xhci.0,id=redir1 \
 	>"$tmp/qemu.log" 2>&1 &
 pids="$pids $!"
-i=0
-while [ "$i" -lt 100 ] && ! hmp "info status" 2>/dev/null | grep -q running; do
-	sleep 0.1
-	i=$((i + 1))
-done
+wait_running qemu
 
 start_tcpdump "$tmp/session.pcap" "$sp"
 pp=$(free_port)
@@ -165,11 +86,11 @@ wait_for "$tmp/probe.out" "^HELLO 0 qemu usb-redir guest" 20
 wait_for "$tmp/probe.out" "^HELLO 1 qemu usb-redir guest" 5
 wait_for "$tmp/probe.out" "^DEVICE_SENT 0" 5
 i=0
-while [ "$i" -lt 50 ] && [ "$(usb_speed redir0)" != "12" ]; do sleep 0.1; i=$((i + 1)); done
-speed0=$(usb_speed redir0)
-hmp system_reset >/dev/null
+while [ "$i" -lt 50 ] && [ "$(usb_speed qemu redir0)" != "12" ]; do sleep 0.1; i=$((i + 1)); done
+speed0=$(usb_speed qemu redir0)
+hmp qemu system_reset >/dev/null
 wait_for "$tmp/probe.out" "^SET_CONFIGURATION 0 1" 40
-addr=$(hmp "info usb" | sed -n 's/.*Device 0\.\([0-9]*\), .*ID: redir0$/\1/p')
+addr=$(hmp qemu "info usb" | sed -n 's/.*Device 0\.\([0-9]*\), .*ID: redir0$/\1/p')
 echo stats >&9
 wait_for "$tmp/probe.out" "^STATS" 5
 echo quit >&9
