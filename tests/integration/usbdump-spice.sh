@@ -160,13 +160,7 @@ ug_spawn replay2 100 "$UR_BIN" -v --spice "spice+tls://127.0.0.1:$ptp" --ca-file
 ug_wait_match "$W/replay2.log" 'usbredir channel [0-9]+: linked' 30
 sleep 1
 vm_hmp bios cont >/dev/null
-i=0 info=""
-while [ $i -lt 60 ]; do
-	info=$(vm_info_usb bios)
-	case $info in *"Speed 5000 Mb/s"*) break ;; esac
-	sleep 0.5
-	i=$((i + 1))
-done
+info=$(vm_wait_usb bios 'Speed 5000 Mb/s' 30)
 tap_check "TLS through usbdump: HMP info usb shows the replayed drive attached ($info)" \
 	sh -c "printf '%s' '$info' | grep -q 'Speed 5000 Mb/s, Product USB Redirection Device, ID: redir0'"
 sleep 3

@@ -44,13 +44,7 @@ tap_check "usbreplay linked the SPICE usbredir channel" \
 	grep -q -E 'usbredir channel [0-9]+: linked' "$UG_VM_WORK/replay.log"
 sleep 1
 vm_hmp bios cont >/dev/null
-i=0 info=""
-while [ $i -lt 60 ]; do
-	info=$(vm_info_usb bios)
-	case $info in *"Speed 5000 Mb/s"*) break ;; esac
-	sleep 0.5
-	i=$((i + 1))
-done
+info=$(vm_wait_usb bios 'Speed 5000 Mb/s' 30)
 tap_check "HMP info usb: the replayed flash drive is attached at 5000 Mb/s ($info)" \
 	sh -c "printf '%s' '$info' | grep -q 'Speed 5000 Mb/s, Product USB Redirection Device, ID: redir0'"
 tap_check "usbreplay -v says when it offered the device (after QEMU's hello)" \

@@ -651,6 +651,18 @@ vm_qmp() {
 }
 vm_hmp() { vm_qmp "$1" "$2"; }
 vm_info_usb() { vm_hmp "$1" "info usb"; }
+# vm_wait_usb NAME ERE SECONDS: until HMP info usb matches ERE; prints what
+# it said last either way (1 when it never matched).
+vm_wait_usb() {
+	_wu_i=0
+	while :; do
+		_wu_info=$(vm_info_usb "$1")
+		printf '%s' "$_wu_info" | grep -Eq -- "$2" && { echo "$_wu_info"; return 0; }
+		[ $_wu_i -ge $(($3 * 2)) ] && { echo "$_wu_info"; return 1; }
+		sleep 0.5
+		_wu_i=$((_wu_i + 1))
+	done
+}
 vm_sendkey() { vm_hmp "$1" "sendkey $2"; }
 # vm_type DEV CON KEY...: HMP sendkey of each KEY into DEV's usb-kbd, whose
 # events CON's kbd script prints as UG-KEY lines. QEMU's usb-kbd queues only
