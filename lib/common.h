@@ -102,4 +102,8 @@ void ug_log_emit(ug_log_fn fn, void *user_data, int level, const char *fmt, ...)
 void ug_log_vemit(ug_log_fn fn, void *user_data, int level, const char *fmt, va_list ap)
 	__attribute__((format(printf, 4, 0)));
 
+/* The first error on OpenSSL's queue as text, for messages, and the queue
+ * cleared ("no detail from OpenSSL" when it is empty). A thread's buffer. */
+const char *ug_openssl_err(void);
+
 #endif /* UG_COMMON_H */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* error.c: the library version, ug_strerror() from the one error list, detail and log messages. */
+#include <openssl/err.h>
 #include <stdio.h>
 
 #include "common.h"
@@ -49,4 +50,16 @@ void ug_log_emit(ug_log_fn fn, void *user_data, int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	ug_log_vemit(fn, user_data, level, fmt, ap);
 	va_end(ap);
+}
+
+const char *ug_openssl_err(void)
+{
+	static __thread char buf[160];
+	unsigned long e = ERR_get_error();
+
+	if (!e)
+		return "no detail from OpenSSL";
+	ERR_error_string_n(e, buf, sizeof(buf));
+	ERR_clear_error();
+	return buf;
 }

@@ -227,19 +227,6 @@ int ug_spice_password_from_env(const char *name, char pw[UG_SPICE_PASSWORD_SIZE]
 	return password_set(v, strlen(v), pw, err, "the environment");
 }
 
-/* The first OpenSSL error as text, for messages. */
-static const char *ssl_err(void)
-{
-	static __thread char buf[160];
-	unsigned long e = ERR_get_error();
-
-	if (!e)
-		return "no detail from OpenSSL";
-	ERR_error_string_n(e, buf, sizeof(buf));
-	ERR_clear_error();
-	return buf;
-}
-
 int ug_spice_ticket_encrypt(const uint8_t *pubkey_der, size_t len, const char *password,
                             uint8_t out[UG_SPICE_TICKET_SIZE], char *err)
 {
@@ -255,7 +242,7 @@ int ug_spice_ticket_encrypt(const uint8_t *pubkey_der, size_t len, const char *p
 	key = d2i_PUBKEY(NULL, &p, (long)len);
 	if (!key)
 		return ug_errmsg_set(err, UG_E_PROTO, "server's public key does not parse: %s",
-		                     ssl_err());
+		                     ug_openssl_err());
 	if (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA ||
 	    EVP_PKEY_get_size(key) != UG_SPICE_TICKET_SIZE) {
 		r = ug_errmsg_set(err, UG_E_PROTO, "server's key is not RSA-1024 (%d bytes)",
@@ -268,7 +255,7 @@ int ug_spice_ticket_encrypt(const uint8_t *pubkey_der, size_t len, const char *p
 	    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha1()) <= 0 ||
 	    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha1()) <= 0 ||
 	    EVP_PKEY_encrypt(ctx, out, &outlen, (const unsigned char *)password, pwlen + 1) <= 0) {
-		r = ug_errmsg_set(err, UG_E_AUTH, "ticket encryption failed: %s", ssl_err());
+		r = ug_errmsg_set(err, UG_E_AUTH, "ticket encryption failed: %s", ug_openssl_err());
 		goto out;
 	}
 	if (outlen != UG_SPICE_TICKET_SIZE) {
@@ -661,7 +648,7 @@ static int ssl_ctx_setup(ug_spice_client *c)
 		return 0;
 	c->ssl_ctx = SSL_CTX_new(TLS_client_method());
 	if (!c->ssl_ctx)
-		return ug_errmsg_set(c->err, UG_E_TLS, "TLS setup failed: %s", ssl_err());
+		return ug_errmsg_set(c->err, UG_E_TLS, "TLS setup failed: %s", ug_openssl_err());
 	SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION);
 	SSL_CTX_set_mode(c->ssl_ctx,
 	                 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
@@ -669,9 +656,9 @@ static int ssl_ctx_setup(ug_spice_client *c)
 		if (c->ca_file) {
 			if (SSL_CTX_load_verify_locations(c->ssl_ctx, c->ca_file, NULL) != 1)
 				return ug_errmsg_set(c->err, UG_E_TLS, "CA file %.128s: %s",
-				                     c->ca_file, ssl_err());
+				                     c->ca_file, ug_openssl_err());
 		} else if (SSL_CTX_set_default_verify_paths(c->ssl_ctx) != 1) {
-			return ug_errmsg_set(c->err, UG_E_TLS, "system CA store: %s", ssl_err());
+			return ug_errmsg_set(c->err, UG_E_TLS, "system CA store: %s", ug_openssl_err());
 		}
 		SSL_CTX_set_verify(c->ssl_ctx, SSL_VERIFY_PEER, NULL);
 	} else {
@@ -691,7 +678,7 @@ static int conn_tls_begin(struct conn *k)
 		return UG_E_TLS;
 	k->ssl = SSL_new(c->ssl_ctx);
 	if (!k->ssl || SSL_set_fd(k->ssl, k->fd) != 1)
-		return ug_errmsg_set(c->err, UG_E_TLS, "TLS setup failed: %s", ssl_err());
+		return ug_errmsg_set(c->err, UG_E_TLS, "TLS setup failed: %s", ug_openssl_err());
 	is_ip = inet_pton(AF_INET, c->uri.host, &a4) == 1 ||
 	        inet_pton(AF_INET6, c->uri.host, &a6) == 1;
 	if (!c->uri.is_unix && !is_ip)
@@ -703,7 +690,7 @@ static int conn_tls_begin(struct conn *k)
 
 		if (ok != 1)
 			return ug_errmsg_set(c->err, UG_E_TLS, "TLS host check setup failed: %s",
-			                     ssl_err());
+			                     ug_openssl_err());
 	}
 	SSL_set_connect_state(k->ssl);
 	k->state = CONN_HANDSHAKE;
@@ -1142,7 +1129,7 @@ static void conn_do_handshake(struct conn *k)
 	}
 	conn_fail(k, UG_E_TLS, "%s: %s: TLS handshake failed: %s", name, k->peer,
 	          e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 ? "connection closed"
-	                                                          : ssl_err());
+	                                                          : ug_openssl_err());
 }
 
 /* Writes what is queued; returns 0, or a negative code after conn_fail(). */
@@ -1165,7 +1152,7 @@ static int conn_write(struct conn *k)
 				if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
 					break;
 				conn_fail(k, UG_E_TLS, "%s: %s: TLS write failed: %s",
-				          conn_name(k, name, sizeof(name)), k->peer, ssl_err());
+				          conn_name(k, name, sizeof(name)), k->peer, ug_openssl_err());
 				return UG_E_TLS;
 			}
 			w = r;
@@ -1212,7 +1199,7 @@ static int conn_read(struct conn *k)
 				    (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
 					conn_closed_by_peer(k, 0, NULL);
 				} else {
-					conn_closed_by_peer(k, UG_E_TLS, ssl_err());
+					conn_closed_by_peer(k, UG_E_TLS, ug_openssl_err());
 				}
 				r = UG_E_CLOSED;
 				break;
@@ -1709,7 +1696,7 @@ UG_EXPORT int ug_spice_client_set_pubkey_file(ug_spice_client *c, const char *pa
 	fclose(f);
 	if (!k)
 		return ug_errmsg_set(c->err, UG_E_INVAL,
-		                     "public key %.128s: neither PEM nor DER: %s", path, ssl_err());
+		                     "public key %.128s: neither PEM nor DER: %s", path, ug_openssl_err());
 	EVP_PKEY_free(c->pinned);
 	c->pinned = k;
 	SSL_CTX_free(c->ssl_ctx);

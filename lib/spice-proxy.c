@@ -50,18 +50,6 @@ struct tls_transport {
 
 static void tls_pump(struct tls_transport *tt);
 
-static const char *tls_err(void)
-{
-	static __thread char buf[160];
-	unsigned long e = ERR_get_error();
-
-	if (!e)
-		return "no OpenSSL error";
-	ERR_error_string_n(e, buf, sizeof(buf));
-	ERR_clear_error();
-	return buf;
-}
-
 /* Drains wbio into the inner transport. */
 static int tls_flush(struct tls_transport *tt)
 {
@@ -96,7 +84,7 @@ static void tls_fail(struct tls_transport *tt, const char *what)
 		return;
 	tt->failed = 1;
 	snprintf(tt->fail_msg, sizeof(tt->fail_msg), "%.100s: TLS %.60s: %.80s", tt->base.desc,
-	         what, tls_err());
+	         what, ug_openssl_err());
 	ug_transport_close(tt->inner);
 	if (!tt->idle)
 		tt->idle = g_idle_add(tls_on_idle, tt);
@@ -633,18 +621,18 @@ UG_EXPORT int ug_spice_proxy_set_tls(ug_spice_proxy *p, const char *cert_file,
 	SSL_CTX_set_min_proto_version(a, TLS1_2_VERSION);
 	SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
 	if (SSL_CTX_use_certificate_chain_file(a, cert_file) != 1) {
-		ug_errmsg_set(p->err, UG_E_TLS, "certificate %.150s: %.80s", cert_file, tls_err());
+		ug_errmsg_set(p->err, UG_E_TLS, "certificate %.150s: %.80s", cert_file, ug_openssl_err());
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(a, key_file, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(a) != 1) {
-		ug_errmsg_set(p->err, UG_E_TLS, "key %.150s: %.80s", key_file, tls_err());
+		ug_errmsg_set(p->err, UG_E_TLS, "key %.150s: %.80s", key_file, ug_openssl_err());
 		goto fail;
 	}
 	if (ca_file ? SSL_CTX_load_verify_locations(c, ca_file, NULL) != 1
 	            : SSL_CTX_set_default_verify_paths(c) != 1) {
 		ug_errmsg_set(p->err, UG_E_TLS, "CA %.150s: %.80s", ca_file ? ca_file : "(system)",
-		              tls_err());
+		              ug_openssl_err());
 		goto fail;
 	}
 	SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
