@@ -9,9 +9,12 @@
 #include "transport.h"
 #include "usbgate.h"
 
+#define MAX_DELIVERIES 256
+
 /*
  * Input: byte 0 picks how the rest is cut into deliveries (0: one delivery,
- * else chunks of that many bytes, so packets straddle reads); byte 1 bit 0
+ * else chunks of that many bytes, so packets straddle reads; larger chunks
+ * where that would make more than MAX_DELIVERIES); byte 1 bit 0
  * makes the peer "slow" (its queue refuses after 4 KiB, which drives the
  * bridge's back-pressure path). The rest is what the guest sends.
  */
@@ -78,6 +81,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ug_device_bridge_attach(b, &m->base) < 0)
 		abort();
 	chunk = data[0] ? data[0] : size;
+	/* At most MAX_DELIVERIES (each runs the main loop): small chunks of a
+	 * long input cost time, not coverage. */
+	if ((size - 2) / chunk > MAX_DELIVERIES)
+		chunk = (size - 2) / MAX_DELIVERIES + 1;
 	for (off = 2; off < size && ug_device_bridge_in_session(b); off += chunk) {
 		size_t n = size - off < chunk ? size - off : chunk;
 
