@@ -17,6 +17,9 @@ cleanup() {
 	if [ -n "${UG_KEEP:-}" ]; then echo "# kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT INT TERM
+# A probe that died must not take the script with it when a command is
+# written to its FIFO: the write fails instead, and the checks say why.
+trap '' PIPE
 
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 # not_ok NAME [FILE...]: the last 25 lines of each FILE go with it.
@@ -63,14 +66,28 @@ require_built() {
 	done
 }
 
+# free_port: a port no socket uses, below the kernel's ephemeral range
+# (32768 and up), so that no outgoing connection of a parallel test takes it
+# before QEMU binds it.
 free_port() {
 	while :; do
-		p=$(shuf -i 20000-60000 -n 1)
-		if [ -z "$(ss -Htln "sport = :$p")" ]; then
+		p=$(shuf -i 20000-32767 -n 1)
+		if [ -z "$(ss -Htan "sport = :$p")" ]; then
 			echo "$p"
 			return
 		fi
 	done
+}
+
+# wait_listen PORT SECONDS: until something listens on 127.0.0.1:PORT.
+wait_listen() {
+	i=0
+	while [ "$i" -lt $(($2 * 10)) ]; do
+		[ -n "$(ss -Htln "sport = :$1")" ] && return 0
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
 }
 
 # wait_for FILE PATTERN SECONDS: until a line of FILE matches (grep -E).
@@ -116,4 +133,35 @@ wait_running() {
 		i=$((i + 1))
 	done
 	return 1
+}
+
+# start_qemu NAME SPICE-OPTIONS [EXTRA QEMU ARGS]: a SeaBIOS-only VM with two
+# usb-redir devices on spicevmc chardevs behind qemu-xhci, QMP on
+# $tmp/NAME.mon, output in $tmp/NAME.qemu.log; returns once it runs and its
+# SPICE port(s) listen (60 s), else says why in a TAP comment.
+start_qemu() {
+	name=$1
+	spice=$2
+	shift 2
+	timeout 300 qemu-system-x86_64 -machine pc -accel tcg -m 128 -nographic -nodefaults \
+		-qmp "unix:$tmp/$name.mon,server=on,wait=off" \
+		-spice "$spice" "$@" \
+		-device qemu-xhci,id=xhci \
+		-chardev spicevmc,name=usbredir,id=ur0 -device usb-redir,chardev=ur0,bus=xhci.0,id=redir0 \
+		-chardev spicevmc,name=usbredir,id=ur1 -device usb-redir,chardev=ur1,bus=xhci.0,id=redir1 \
+		>"$tmp/$name.qemu.log" 2>&1 &
+	pids="$pids $!"
+	eval "qemu_pid_$name=$!"
+	for port in $(printf '%s\n' "$spice" | tr ',' '\n' | sed -n 's/^\(tls-\)\{0,1\}port=//p'); do
+		if ! wait_listen "$port" 60; then
+			echo "# QEMU $name does not listen on SPICE port $port after 60 s:"
+			sed 's/^/#   /' "$tmp/$name.qemu.log" | tail -n 10
+			return 1
+		fi
+	done
+	if ! wait_running "$name"; then
+		echo "# QEMU $name does not run:"
+		sed 's/^/#   /' "$tmp/$name.qemu.log" | tail -n 10
+		return 1
+	fi
 }

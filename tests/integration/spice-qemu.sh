@@ -17,23 +17,6 @@ require_built "$probe"
 
 echo "1..30"
 
-# start_qemu NAME SPICE-OPTIONS [EXTRA QEMU ARGS]: a SeaBIOS-only VM, running.
-start_qemu() {
-	name=$1
-	spice=$2
-	shift 2
-	timeout 300 qemu-system-x86_64 -machine pc -accel tcg -m 128 -nographic -nodefaults \
-		-qmp "unix:$tmp/$name.mon,server=on,wait=off" \
-		-spice "$spice" "$@" \
-		-device qemu-xhci,id=xhci \
-		-chardev spicevmc,name=usbredir,id=ur0 -device usb-redir,chardev=ur0,bus=xhci.0,id=redir0 \
-		-chardev spicevmc,name=usbredir,id=ur1 -device usb-redir,chardev=ur1,bus=xhci.0,id=redir1 \
-		>"$tmp/$name.qemu.log" 2>&1 &
-	pids="$pids $!"
-	eval "qemu_pid_$name=$!"
-	wait_running "$name"
-}
-
 # start_probe NAME ARGS...: the probe in the background, commands through a FIFO.
 start_probe() {
 	name=$1

@@ -58,15 +58,7 @@ openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca-cert.pem" -CAkey "$pki/ca-k
 
 sp=$(free_port)
 tp=$(free_port)
-timeout 300 qemu-system-x86_64 -machine pc -accel tcg -m 128 -nographic -nodefaults \
-	-qmp "unix:$tmp/qemu.mon,server=on,wait=off" \
-	-spice "port=$sp,tls-port=$tp,addr=127.0.0.1,disable-ticketing=on,x509-dir=$pki" \
-	-device qemu-xhci,id=xhci \
-	-chardev spicevmc,name=usbredir,id=ur0 -device usb-redir,chardev=ur0,bus=xhci.0,id=redir0 \
-	-chardev spicevmc,name=usbredir,id=ur1 -device usb-redir,chardev=ur1,bus=xhci.0,id=redir1 \
-	>"$tmp/qemu.log" 2>&1 &
-pids="$pids $!"
-wait_running qemu
+start_qemu qemu "port=$sp,tls-port=$tp,addr=127.0.0.1,disable-ticketing=on,x509-dir=$pki"
 
 start_tcpdump "$tmp/session.pcap" "$sp"
 pp=$(free_port)
