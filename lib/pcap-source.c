@@ -2,13 +2,13 @@
 /* pcap-source.c: ug_capture, frames from libpcap (files or live) decoded down to TCP and reassembled. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <glib.h>
 #include <pcap/pcap.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "common.h"
 #include "tcp-reassembly.h"
@@ -33,7 +33,7 @@ struct ug_capture {
 	uint64_t frame;         /* number of the last frame read */
 	uint64_t last_ts;
 	int stopped;            /* ug_capture_stop() was called */
-	int64_t drain_until_ms; /* live: read what the kernel holds until then */
+	gint64 drain_until;     /* live, stopped: read what the kernel holds until then (us) */
 	int finished;           /* the reassembler was told there is no more */
 	int ended;              /* next() returned 0 for good */
 	char err[UG_ERRMSG_SIZE];
@@ -282,14 +282,6 @@ UG_EXPORT void ug_capture_get_stats(const ug_capture *c, struct ug_capture_stats
 	ug_tcp_reasm_add_stats(c->r, ret_stats);
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * A live capture's frames reach us in blocks the kernel hands over when full
  * or LIVE_TIMEOUT_MS after their first frame: at a stop, the frames of the
@@ -303,26 +295,26 @@ UG_EXPORT void ug_capture_stop(ug_capture *c)
 		return;
 	c->stopped = 1;
 	if (c->live && c->p)
-		c->drain_until_ms = mono_ms() + 2 * LIVE_TIMEOUT_MS;
+		c->drain_until = g_get_monotonic_time() + 2 * LIVE_TIMEOUT_MS * 1000;
 }
 
-/* While draining at a stop: 1 with a frame, 0 when the drain is over. */
+/* After a stop: 1 with a frame the kernel still held, 0 when there is no more. */
 static int drain_next(ug_capture *c, struct pcap_pkthdr **hdr, const u_char **data)
 {
+	struct pollfd pfd = { .fd = pcap_get_selectable_fd(c->p), .events = POLLIN };
+
 	for (;;) {
-		int64_t left = c->drain_until_ms - mono_ms();
-		struct pollfd pfd = { .fd = pcap_get_selectable_fd(c->p), .events = POLLIN };
+		/* Bounded in time, not by frames: the traffic may go on. A file
+		 * capture (drain_until 0) has nothing to drain. */
+		gint64 left_ms = (c->drain_until - g_get_monotonic_time()) / 1000;
 		int rc;
 
-		/* Bounded in time, not by frames: the traffic may go on. */
-		if (left <= 0)
+		if (left_ms <= 0)
 			return 0;
 		rc = pcap_next_ex(c->p, hdr, data);
 		if (rc != 0)
-			return rc == 1 ? 1 : 0;
-		if (pfd.fd < 0)
-			return 0;
-		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+			return rc == 1;
+		if (pfd.fd < 0 || (poll(&pfd, 1, (int)left_ms) < 0 && errno != EINTR))
 			return 0;
 	}
 }
@@ -672,12 +664,12 @@ UG_EXPORT int ug_capture_next(ug_capture *c, struct ug_capture_event *ret_ev)
 		}
 		if (!c->p)
 			return ug_errmsg_set(c->err, UG_E_STATE, "no capture is open");
-		if (c->stopped && !(c->drain_until_ms && drain_next(c, &hdr, &data) == 1)) {
+		rc = c->stopped ? drain_next(c, &hdr, &data) : pcap_next_ex(c->p, &hdr, &data);
+		if (c->stopped && rc != 1) {
 			if ((ret = finish(c)) < 0)
 				return ret;
 			continue;
 		}
-		rc = c->stopped ? 1 : pcap_next_ex(c->p, &hdr, &data);
 		if (rc == 0)
 			return 0;       /* live: nothing yet */
 		if (rc == PCAP_ERROR_BREAK) {
