@@ -80,11 +80,9 @@ descendant() {
 		_i=$((_i + 1))
 	done
 }
-wait_log() {
-	_i=0
-	until grep -q -- "$2" "$1" 2>/dev/null || [ $_i -ge 100 ]; do sleep 0.1; _i=$((_i + 1)); done
-	grep -q -- "$2" "$1" 2>/dev/null
-}
+# wait_log FILE BRE: up to 10 s for a line (basic regexps: the patterns
+# hold literal parentheses).
+wait_log() { ug_wait 10 grep -q -- "$2" "$1" 2>/dev/null; }
 # field PID NAME: NAME's value in every thread's status, whitespace squeezed,
 # one line per distinct value (so one line when all threads agree).
 field() {

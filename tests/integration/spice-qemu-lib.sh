@@ -21,6 +21,8 @@ trap cleanup EXIT INT TERM
 # written to its FIFO: the write fails instead, and the checks say why.
 trap '' PIPE
 
+. "${UG_SRCDIR:-..}/tests/vm/wait.sh"
+
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 # not_ok NAME [FILE...]: the last 25 lines of each FILE go with it.
 not_ok() {
@@ -79,39 +81,6 @@ free_port() {
 	done
 }
 
-# wait_listen PORT SECONDS: until something listens on 127.0.0.1:PORT.
-wait_listen() {
-	i=0
-	while [ "$i" -lt $(($2 * 10)) ]; do
-		[ -n "$(ss -Htln "sport = :$1")" ] && return 0
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-
-# wait_for FILE PATTERN SECONDS: until a line of FILE matches (grep -E).
-wait_for() {
-	i=0
-	while [ "$i" -lt $(($3 * 10)) ]; do
-		grep -Eq "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-
-# wait_count FILE PATTERN N SECONDS: until at least N lines of FILE match.
-wait_count() {
-	i=0
-	while [ "$i" -lt $(($4 * 10)) ]; do
-		[ "$(grep -Ec "$2" "$1" 2>/dev/null)" -ge "$3" ] && return 0
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-
 # hmp NAME COMMAND: one HMP command through the QMP socket $tmp/NAME.mon
 # (QEMU's -qmp unix:$tmp/NAME.mon,server=on,wait=off): the whole answer,
 # however slow, without CRs.
@@ -124,16 +93,8 @@ usb_speed() {
 	hmp "$1" "info usb" | sed -n "s/.*Speed \([0-9.]*\) Mb\/s.*ID: $2\$/\1/p"
 }
 
-# wait_running NAME: until QEMU NAME's monitor answers and the VM runs (10 s).
-wait_running() {
-	i=0
-	while [ "$i" -lt 100 ]; do
-		hmp "$1" "info status" 2>/dev/null | grep -q "running" && return 0
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
+# running NAME: QEMU NAME's monitor answers and the VM runs.
+running() { hmp "$1" "info status" 2>/dev/null | grep -q "running"; }
 
 # start_qemu NAME SPICE-OPTIONS [EXTRA QEMU ARGS]: a SeaBIOS-only VM with two
 # usb-redir devices on spicevmc chardevs behind qemu-xhci, QMP on
@@ -153,13 +114,13 @@ start_qemu() {
 	pids="$pids $!"
 	eval "qemu_pid_$name=$!"
 	for port in $(printf '%s\n' "$spice" | tr ',' '\n' | sed -n 's/^\(tls-\)\{0,1\}port=//p'); do
-		if ! wait_listen "$port" 60; then
+		if ! ug_wait_listen "$port" 60; then
 			echo "# QEMU $name does not listen on SPICE port $port after 60 s:"
 			sed 's/^/#   /' "$tmp/$name.qemu.log" | tail -n 10
 			return 1
 		fi
 	done
-	if ! wait_running "$name"; then
+	if ! ug_wait 10 running "$name"; then
 		echo "# QEMU $name does not run:"
 		sed 's/^/#   /' "$tmp/$name.qemu.log" | tail -n 10
 		return 1

@@ -43,12 +43,12 @@ pa=$(free_port)
 start_qemu a "port=$pa,addr=127.0.0.1,disable-ticketing=on"
 start_probe a --uri "spice://127.0.0.1:$pa" --attach 0 --timeout 100 --record "$tmp" --reconnect
 check "link and channel list: both usbredir channels announced" \
-	'wait_for $tmp/a.out "^CHANNEL usbredir 0" 15 && wait_for $tmp/a.out "^CHANNEL usbredir 1" 5' \
+	'ug_wait_match $tmp/a.out "^CHANNEL usbredir 0" 15 && ug_wait_match $tmp/a.out "^CHANNEL usbredir 1" 5' \
 	-- "$tmp/a.out" "$tmp/a.err"
 check "QEMU's usbredir hello arrives through both channels" \
-	'wait_for $tmp/a.out "^HELLO 0 qemu usb-redir guest" 15 && wait_for $tmp/a.out "^HELLO 1 qemu usb-redir guest" 5' \
+	'ug_wait_match $tmp/a.out "^HELLO 0 qemu usb-redir guest" 15 && ug_wait_match $tmp/a.out "^HELLO 1 qemu usb-redir guest" 5' \
 	-- "$tmp/a.out" "$tmp/a.err"
-check "device_connect sent on channel 0" 'wait_for $tmp/a.out "^DEVICE_SENT 0" 5' -- "$tmp/a.out"
+check "device_connect sent on channel 0" 'ug_wait_match $tmp/a.out "^DEVICE_SENT 0" 5' -- "$tmp/a.out"
 i=0
 while [ "$i" -lt 50 ] && [ "$(usb_speed a redir0)" != "12" ]; do sleep 0.1; i=$((i + 1)); done
 speed0=$(usb_speed a redir0)
@@ -58,11 +58,11 @@ check "info usb: redir0 attached at 12 Mb/s (was 1.5), redir1 still idle at 1.5 
 # SeaBIOS has finished by now; a reset makes it enumerate the attached keyboard.
 hmp a system_reset >/dev/null
 check "SeaBIOS reads the 2074-byte configuration descriptor through the channel" \
-	'wait_for $tmp/a.out "^CONTROL_BIG 0 2074" 30' -- "$tmp/a.out" "$tmp/a.err"
+	'ug_wait_match $tmp/a.out "^CONTROL_BIG 0 2074" 30' -- "$tmp/a.out" "$tmp/a.err"
 check "SeaBIOS then configures the device (set_configuration 1)" \
-	'wait_for $tmp/a.out "^SET_CONFIGURATION 0 1" 30' -- "$tmp/a.out" "$tmp/a.err"
+	'ug_wait_match $tmp/a.out "^SET_CONFIGURATION 0 1" 30' -- "$tmp/a.out" "$tmp/a.err"
 echo stats >&9
-wait_for "$tmp/a.out" "^STATS" 5
+ug_wait_match "$tmp/a.out" "^STATS" 5
 lz4_sent=$(sed -n 's/^STATS .*lz4_sent=\([0-9]*\).*/\1/p' "$tmp/a.out" | tail -n 1)
 check "the descriptor went as LZ4 SPICEVMC_COMPRESSED_DATA (lz4_sent=$lz4_sent) and QEMU decoded it" \
 	'[ "${lz4_sent:-0}" -ge 1 ] && grep -q "^SET_CONFIGURATION 0 1" $tmp/a.out' -- "$tmp/a.out"
@@ -70,7 +70,7 @@ addr=$(hmp a "info usb" | sed -n 's/.*Device 0\.\([0-9]*\), .*ID: redir0$/\1/p')
 check "info usb: the guest gave the device an address (0.$addr)" '[ "${addr:-0}" -ge 1 ]' \
 	-- "$tmp/a.out"
 echo detach >&9
-check "device_disconnect acknowledged by QEMU" 'wait_for $tmp/a.out "^DISCONNECT_ACK 0" 10' \
+check "device_disconnect acknowledged by QEMU" 'ug_wait_match $tmp/a.out "^DISCONNECT_ACK 0" 10' \
 	-- "$tmp/a.out" "$tmp/a.err"
 i=0
 while [ "$i" -lt 50 ] && [ "$(usb_speed a redir0)" != "1.5" ]; do sleep 0.1; i=$((i + 1)); done
@@ -80,22 +80,22 @@ check "info usb: detach removes the device (redir0 back to 1.5 Mb/s)" \
 hmp a "chardev-add spicevmc,id=ur2,name=usbredir" >/dev/null
 hmp a "device_add usb-redir,chardev=ur2,bus=xhci.0,id=redir2" >/dev/null
 check "hot-plugged usb-redir: channel 2 announced in a later channel list" \
-	'wait_for $tmp/a.out "^CHANNEL usbredir 2" 10' -- "$tmp/a.out" "$tmp/a.err"
+	'ug_wait_match $tmp/a.out "^CHANNEL usbredir 2" 10' -- "$tmp/a.out" "$tmp/a.err"
 check "QEMU's hello through the hot-plugged channel" \
-	'wait_for $tmp/a.out "^HELLO 2 qemu usb-redir guest" 10' -- "$tmp/a.out" "$tmp/a.err"
+	'ug_wait_match $tmp/a.out "^HELLO 2 qemu usb-redir guest" 10' -- "$tmp/a.out" "$tmp/a.err"
 hmp a "device_del redir2" >/dev/null
 check "device_del: the channel's connection closes, reported as channel removed" \
-	'wait_for $tmp/a.out "^CHANNEL_REMOVED 2" 10' -- "$tmp/a.out" "$tmp/a.err"
+	'ug_wait_match $tmp/a.out "^CHANNEL_REMOVED 2" 10' -- "$tmp/a.out" "$tmp/a.err"
 
 # The VM restarts: the same client reconnects (the caller's policy) and re-attaches.
 kill "$qemu_pid_a" 2>/dev/null
 wait "$qemu_pid_a" 2>/dev/null
 check "server gone: the session ends with UG_E_CLOSED and a sentence" \
-	'wait_for $tmp/a.out "^DISCONNECTED -11 main channel 0: 127.0.0.1:$pa closed the connection" 10' \
+	'ug_wait_match $tmp/a.out "^DISCONNECTED -11 main channel 0: 127.0.0.1:$pa closed the connection" 10' \
 	-- "$tmp/a.out" "$tmp/a.err"
 start_qemu a "port=$pa,addr=127.0.0.1,disable-ticketing=on"
 check "reconnected to the restarted VM: a new session, both channels again" \
-	'wait_for $tmp/a.out "count=2" 20 && wait_count $tmp/a.out "^HELLO 0 " 2 10 && wait_count $tmp/a.out "^HELLO 1 " 2 5' \
+	'ug_wait_match $tmp/a.out "count=2" 20 && ug_wait_count $tmp/a.out "^HELLO 0 " 2 10 && ug_wait_count $tmp/a.out "^HELLO 1 " 2 5' \
 	-- "$tmp/a.out" "$tmp/a.err"
 i=0
 while [ "$i" -lt 100 ] && [ "$(usb_speed a redir0)" != "12" ]; do sleep 0.1; i=$((i + 1)); done
@@ -157,7 +157,7 @@ mkdir -p "$tmp/tlsrec"
 start_probe c --uri "spice://127.0.0.1:$pc?tls-port=$tc" --ca-file "$pki/ca-cert.pem" \
 	--timeout 60 --record "$tmp/tlsrec"
 check "plain main channel, usbredir 'need secured' handled by reconnecting over TLS" \
-	'wait_for $tmp/c.out "^HELLO 1 qemu usb-redir guest" 20 && wait_for $tmp/c.out "^HELLO 0 qemu usb-redir guest" 5 && grep -q "requires TLS, reconnecting" $tmp/c.err' \
+	'ug_wait_match $tmp/c.out "^HELLO 1 qemu usb-redir guest" 20 && ug_wait_match $tmp/c.out "^HELLO 0 qemu usb-redir guest" 5 && grep -q "requires TLS, reconnecting" $tmp/c.err' \
 	-- "$tmp/c.out" "$tmp/c.err"
 echo quit >&9
 exec 9>&-

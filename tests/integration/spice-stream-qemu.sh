@@ -35,7 +35,7 @@ start_tcpdump() {
 	timeout 300 tcpdump -i lo -U --immediate-mode -w "$1" "tcp port $2" >"$1.log" 2>&1 &
 	tcpdump_pid=$!
 	pids="$pids $tcpdump_pid"
-	wait_for "$1.log" "listening on" 10
+	ug_wait_match "$1.log" "listening on" 10
 }
 
 stop_tcpdump() {
@@ -65,7 +65,7 @@ pp=$(free_port)
 timeout 200 "$tool" proxy "127.0.0.1:$pp" "127.0.0.1:$sp" "$tmp/prx" >"$tmp/proxy.out" 2>"$tmp/proxy.err" &
 proxy_pid=$!
 pids="$pids $proxy_pid"
-wait_for "$tmp/proxy.out" "^LISTENING" 10
+ug_wait_match "$tmp/proxy.out" "^LISTENING" 10
 
 mkfifo "$tmp/probe.in"
 mkdir -p "$tmp/rec" "$tmp/wire"
@@ -74,17 +74,17 @@ timeout 120 "$probe" --uri "spice://127.0.0.1:$pp" --attach 0 --timeout 100 --re
 probe_pid=$!
 pids="$pids $probe_pid"
 exec 9>"$tmp/probe.in"
-wait_for "$tmp/probe.out" "^HELLO 0 qemu usb-redir guest" 20
-wait_for "$tmp/probe.out" "^HELLO 1 qemu usb-redir guest" 5
-wait_for "$tmp/probe.out" "^DEVICE_SENT 0" 5
+ug_wait_match "$tmp/probe.out" "^HELLO 0 qemu usb-redir guest" 20
+ug_wait_match "$tmp/probe.out" "^HELLO 1 qemu usb-redir guest" 5
+ug_wait_match "$tmp/probe.out" "^DEVICE_SENT 0" 5
 i=0
 while [ "$i" -lt 50 ] && [ "$(usb_speed qemu redir0)" != "12" ]; do sleep 0.1; i=$((i + 1)); done
 speed0=$(usb_speed qemu redir0)
 hmp qemu system_reset >/dev/null
-wait_for "$tmp/probe.out" "^SET_CONFIGURATION 0 1" 40
+ug_wait_match "$tmp/probe.out" "^SET_CONFIGURATION 0 1" 40
 addr=$(hmp qemu "info usb" | sed -n 's/.*Device 0\.\([0-9]*\), .*ID: redir0$/\1/p')
 echo stats >&9
-wait_for "$tmp/probe.out" "^STATS" 5
+ug_wait_match "$tmp/probe.out" "^STATS" 5
 echo quit >&9
 exec 9>&-
 wait "$probe_pid"
@@ -193,7 +193,7 @@ check "TLS session (probe rc=$tlsrc): no crash (rc=$rc), reported as encrypted, 
 timeout 100 "$tool" proxy "127.0.0.1:$pp" "127.0.0.1:$tp" "$tmp/prx" >"$tmp/proxy2.out" 2>"$tmp/proxy2.err" &
 proxy_pid=$!
 pids="$pids $proxy_pid"
-wait_for "$tmp/proxy2.out" "^LISTENING" 10
+ug_wait_match "$tmp/proxy2.out" "^LISTENING" 10
 timeout 60 "$probe" --uri "spice+tls://127.0.0.1:$pp" --ca-file "$pki/ca-cert.pem" --link-only \
 	--timeout 30 --no-stdin </dev/null >"$tmp/tlsprobe2.out" 2>"$tmp/tlsprobe2.err"
 tlsrc=$?
@@ -213,14 +213,14 @@ timeout 100 "$tool" proxy "127.0.0.1:$pp" "127.0.0.1:$sp" "$tmp/tlsprx" "127.0.0
 	>"$tmp/proxy3.out" 2>"$tmp/proxy3.err" &
 proxy_pid=$!
 pids="$pids $proxy_pid"
-wait_for "$tmp/proxy3.out" "^LISTENING " 10
+ug_wait_match "$tmp/proxy3.out" "^LISTENING " 10
 timeout 60 "$probe" --uri "spice+tls://127.0.0.1:$ptp" --ca-file "$pki/ca-cert.pem" \
 	--host-subject "O=usbgate,CN=127.0.0.1" --timeout 30 --no-stdin </dev/null \
 	>"$tmp/tlsprobe3.out" 2>"$tmp/tlsprobe3.err" &
 probe_pid=$!
 pids="$pids $probe_pid"
-wait_for "$tmp/tlsprobe3.out" "^HELLO 1 qemu usb-redir guest" 20
-wait_for "$tmp/tlsprobe3.out" "^HELLO 0 qemu usb-redir guest" 5
+ug_wait_match "$tmp/tlsprobe3.out" "^HELLO 1 qemu usb-redir guest" 20
+ug_wait_match "$tmp/tlsprobe3.out" "^HELLO 0 qemu usb-redir guest" 5
 kill "$probe_pid" 2>/dev/null
 wait "$probe_pid" 2>/dev/null
 sleep 0.3

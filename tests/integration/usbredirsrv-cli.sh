@@ -9,6 +9,7 @@
 # rig (vm-usbredirsrv.sh).
 set -u
 UG_BUILDDIR=${UG_BUILDDIR:-$(pwd)}
+. "${UG_SRCDIR:-$(dirname "$0")/../..}/tests/vm/wait.sh"
 srv=$UG_BUILDDIR/usbredirsrv/usbredirsrv
 work=$(mktemp -d "${TMPDIR:-/tmp}/ug-srv-cli.XXXXXX")
 pids=""
@@ -70,22 +71,6 @@ start() {
 # daemon_pid PID: the usbredirsrv that timeout PID runs (the libtool wrapper
 # execs it in place), or nothing when it is gone.
 daemon_pid() { pgrep -P "$1" usbredirsrv | head -n 1; }
-wait_log() { # NAME REGEX: waits up to 10 s for a log line
-	_i=0
-	while ! grep -q -E "$2" "$work/$1.log" 2>/dev/null; do
-		_i=$((_i + 1))
-		[ $_i -gt 100 ] && return 1
-		sleep 0.1
-	done
-}
-wait_count() { # NAME REGEX MIN: waits up to 30 s for MIN matching log lines
-	_i=0
-	while _c=$(grep -c -E "$2" "$work/$1.log" 2>/dev/null); [ "${_c:-0}" -lt "$3" ]; do
-		_i=$((_i + 1))
-		[ $_i -gt 300 ] && return 1
-		sleep 0.1
-	done
-}
 
 echo "1..22"
 
@@ -127,7 +112,7 @@ device=46f4:0001
 listen=127.0.0.1:$p2
 CONF
 start main --config "$work/srv.conf" --export "port=1-3@unix:$sock" --pcap "$work/main.pcap"
-wait_log main 'ready: 2 exports' || fail "usbredirsrv starts" "$(cat "$work/main.log")"
+ug_wait_match "$work/main.log" 'ready: 2 exports' 10 || fail "usbredirsrv starts" "$(cat "$work/main.log")"
 v=$(hello "$p2")
 is "a TCP client gets usbredirsrv's hello" "${v%% *}" "usbgate"
 v=$(hello "$sock")
@@ -136,7 +121,7 @@ v=$(hello "$p2")
 is "the next client after a disconnect gets a new session" "${v%% *}" "usbgate"
 # The daemon logs the end of a session when it reads the client's close,
 # which can come after hello() has returned.
-wait_count main 'export stick: session ended' 2 || :
+ug_wait_count "$work/main.log" 'export stick: session ended' 2 30 || :
 is "journald-style fields: the export's name is in its messages" \
 	"$(grep -c 'export stick: session ended' "$work/main.log")" 2
 
@@ -147,7 +132,7 @@ is "journald-style fields: the export's name is in its messages" \
 p3=$(free_port)
 printf '\n[export kbd]\ndevice=0627:0001\nlisten=127.0.0.1:%s\n' "$p3" >>"$work/srv.conf"
 kill -HUP "$(daemon_pid "$pid_main")"
-wait_log main "export kbd: device 0627:0001, listening" || true
+ug_wait_match "$work/main.log" "export kbd: device 0627:0001, listening" 10 || true
 v=$(hello "$p3")
 is "after SIGHUP the new export serves" "${v%% *}" "usbgate"
 is "and the unchanged one kept running" "$(grep -c 'export stick: removed' "$work/main.log")" 0
@@ -170,7 +155,7 @@ is "--no-reconnect: an unreachable SPICE server is exit status 4, with a message
 p4=$(free_port)
 start conn -v --connect "46f4:0001@127.0.0.1:$p4"
 # Two refused attempts (about 250 ms, then 500 ms apart) before listening.
-wait_count conn 'failed, next in' 2 || :
+ug_wait_count "$work/conn.log" 'failed, next in' 2 30 || :
 got=$(python3 -c "
 import socket
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

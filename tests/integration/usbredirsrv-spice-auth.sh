@@ -42,30 +42,16 @@ ug_require "$UG_QEMU" qemu-system-x86 openssl openssl ss iproute2 python3 python
 # wait_log NAME ERE SECONDS: a line of $W/NAME.log.
 wait_log() { ug_wait_match "$W/$1.log" "$2" "$3"; }
 # wait_count NAME REGEX N SECONDS: until N lines of $W/NAME.log match.
-wait_count() {
-	_i=0
-	while [ $_i -lt $(($4 * 10)) ]; do
-		[ "$(grep -Ec -- "$2" "$W/$1.log" 2>/dev/null)" -ge "$3" ] && return 0
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	return 1
-}
+wait_count() { ug_wait_count "$W/$1.log" "$2" "$3" "$4"; }
 # wait_exit NAME SECONDS: until the process of $W/NAME.pid ended; its exit
 # status (through timeout, which passes it on) in $rc, 124 on our timeout.
 wait_exit() {
-	_p=$(cat "$W/$1.pid")
-	_i=0
-	while kill -0 "$_p" 2>/dev/null && [ $_i -lt $(($2 * 10)) ]; do
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-	if kill -0 "$_p" 2>/dev/null; then
+	if ! ug_wait_gone "$W/$1.pid" "$2"; then
 		rc=124
 		ug_kill_pidfile "$W/$1.pid"
 		return 1
 	fi
-	wait "$_p"
+	wait "$(cat "$W/$1.pid")"
 	rc=$?
 	return 0
 }

@@ -95,41 +95,8 @@ s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
 }
 
-# ug_wait_listen PORT SECONDS: until something listens on TCP PORT (any
-# local address); 1 when nothing did within SECONDS.
-ug_wait_listen() {
-	_wl_i=0
-	while [ $_wl_i -lt $(($2 * 10)) ]; do
-		[ -n "$(ss -Htln "sport = :$1")" ] && return 0
-		sleep 0.1
-		_wl_i=$((_wl_i + 1))
-	done
-	return 1
-}
-
-# ug_wait_match FILE ERE SECONDS: until a line of FILE matches the extended
-# regular expression; 1 when none did within SECONDS.
-ug_wait_match() {
-	_wm_i=0
-	while [ $_wm_i -lt $(($3 * 10)) ]; do
-		grep -Eq -- "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-		_wm_i=$((_wm_i + 1))
-	done
-	return 1
-}
-
-# ug_wait_gone PIDFILE SECONDS: until the process whose PID is in PIDFILE has
-# ended (or the file is gone); 1 when it still runs after SECONDS.
-ug_wait_gone() {
-	_wg_i=0
-	while [ $_wg_i -lt $(($2 * 10)) ]; do
-		kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null || return 0
-		sleep 0.1
-		_wg_i=$((_wg_i + 1))
-	done
-	! kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null
-}
+# ug_wait, ug_wait_listen, ug_wait_match, ug_wait_count, ug_wait_gone.
+. "$UG_SRCDIR/tests/vm/wait.sh"
 
 # ug_on_exit CMD: run CMD (with eval) from the EXIT trap, before VMs are killed.
 ug_on_exit() { _ug_on_exit="$_ug_on_exit
