@@ -68,14 +68,8 @@ cycle() { python3 "$H/proxy-peer.py" cycles "$1" "$2" "$UG_SRCDIR"; }
 # the last cycle's sockets are closed when the tool reads the peer's close,
 # which can come after the client has gone, so counting fds before that
 # would count them.
-settled() {
-	_i=0
-	while ss -Htanp | grep -v '^LISTEN' | grep -q "pid=$1,"; do
-		[ $_i -ge 100 ] && return 1
-		sleep 0.1
-		_i=$((_i + 1))
-	done
-}
+settled() { ug_wait 10 only_listeners "$1"; }
+only_listeners() { ! ss -Htanp | grep -v '^LISTEN' | grep -q "pid=$1,"; }
 # flat NAME PID BEFORE-FDS BEFORE-RSS LOG: the two checks after the cycles.
 flat() {
 	settled "$2" || :
