@@ -113,16 +113,13 @@ start_qemu() {
 		>"$tmp/$name.qemu.log" 2>&1 &
 	pids="$pids $!"
 	eval "qemu_pid_$name=$!"
+	why=""
 	for port in $(printf '%s\n' "$spice" | tr ',' '\n' | sed -n 's/^\(tls-\)\{0,1\}port=//p'); do
-		if ! ug_wait_listen "$port" 60; then
-			echo "# QEMU $name does not listen on SPICE port $port after 60 s:"
-			sed 's/^/#   /' "$tmp/$name.qemu.log" | tail -n 10
-			return 1
-		fi
+		ug_wait_listen "$port" 60 || { why="does not listen on SPICE port $port after 60 s"; break; }
 	done
-	if ! ug_wait 10 running "$name"; then
-		echo "# QEMU $name does not run:"
-		sed 's/^/#   /' "$tmp/$name.qemu.log" | tail -n 10
-		return 1
-	fi
+	[ -n "$why" ] || ug_wait 10 running "$name" || why="does not run"
+	[ -z "$why" ] && return 0
+	echo "# QEMU $name $why:"
+	sed 's/^/#   /' "$tmp/$name.qemu.log" | tail -n 10
+	return 1
 }
