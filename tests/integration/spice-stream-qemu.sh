@@ -32,15 +32,14 @@ echo "1..19"
 
 # tcpdump is ready once it has printed "listening on".
 start_tcpdump() {
-	timeout 300 tcpdump -i lo -U --immediate-mode -w "$1" "tcp port $2" >"$1.log" 2>&1 &
+	timeout 300 tcpdump -i lo -U -w "$1" "tcp port $2" >"$1.log" 2>&1 &
 	tcpdump_pid=$!
 	pids="$pids $tcpdump_pid"
 	ug_wait_match "$1.log" "listening on" 10
 }
 
 stop_tcpdump() {
-	sleep 0.5
-	kill -INT "$tcpdump_pid" 2>/dev/null
+	ug_stop_tcpdump "$tcpdump_pid"
 	wait "$tcpdump_pid" 2>/dev/null
 }
 

@@ -53,7 +53,7 @@ vm_consumer_start con --spice "$sp" --script storage --env UG_READS=0 ||
 	tap_bail "cannot start the consumer VM"
 vm_wait_for con '^UG-RUN start' 120 >/dev/null || tap_bail "the consumer VM does not reach its script"
 
-ug_spawn tcpdump 300 tcpdump -i lo -U --immediate-mode -w "$W/session.pcap" "tcp port $sp"
+ug_spawn tcpdump 300 tcpdump -i lo -U -w "$W/session.pcap" "tcp port $sp"
 ug_wait_match "$W/tcpdump.log" 'listening on' 10 || tap_bail "tcpdump does not start"
 
 pp=$(ug_free_port)
@@ -81,9 +81,7 @@ rc=$(cat "$W/dump.rc" 2>/dev/null)
 tap_is "usbdump exits 0 when the SPICE session ends" "${rc:-still running}" 0
 [ "${rc:-}" = 0 ] || tap_diag "$(tail -n 20 "$W/usbdump.log")"
 ug_kill_pidfile "$W/usbdump.pid"
-sleep 1
-kill -INT "$(cat "$W/tcpdump.pid")" 2>/dev/null
-ug_wait_gone "$W/tcpdump.pid" 10
+ug_stop_tcpdump "$(cat "$W/tcpdump.pid")"
 
 # tshark on usbdump's pcap.
 total=$(tcount "$W/proxy.pcap" frame)

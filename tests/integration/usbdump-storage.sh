@@ -39,7 +39,7 @@ dport=$(vm_port dev)
 pport=$(ug_free_port)
 
 # tcpdump sees the proxy's leg to the device VM (hostfwd on lo).
-ug_spawn tcpdump 300 tcpdump -i lo -U --immediate-mode -B 65536 -w "$W/lo.pcap" "tcp port $dport"
+ug_spawn tcpdump 300 tcpdump -i lo -U -B 65536 -w "$W/lo.pcap" "tcp port $dport"
 ug_spawn live 300 "$USBDUMP" -i lo -q -w "$W/live.pcap" "tcp port $dport"
 for _ in $(seq 50); do
 	grep -q 'listening on' "$W/tcpdump.log" 2>/dev/null && grep -q 'capturing on' "$W/live.log" 2>/dev/null && break
@@ -89,8 +89,7 @@ wait "$(cat "$W/usbdump.pid")" 2>/dev/null
 rc=$?
 tap_is "usbdump exits 0 when the session ends" "$rc" 0
 tap_diag "usbdump said:" "$(cat "$W/usbdump.log")"
-kill -INT "$(cat "$W/tcpdump.pid")" 2>/dev/null
-ug_wait_gone "$W/tcpdump.pid" 10 || tap_diag "tcpdump still runs 10 s after SIGINT"
+ug_stop_tcpdump "$(cat "$W/tcpdump.pid")" || tap_diag "tcpdump still runs 10 s after SIGINT"
 
 # 4: tshark on our pcap
 total=$(tcount "$W/proxy.pcap" frame)
